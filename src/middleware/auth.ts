@@ -1,0 +1,35 @@
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { AuthService, Principal } from '../services/authService.js';
+import { hasScope, type Scope } from '../services/scopes.js';
+import { errors } from '../utils/errors.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface AuthGuards {
+  /** Any authenticated user whose credentials carry `scope`. */
+  user(scope: Scope): preHandlerAsyncHookHandler;
+  /** An administrator whose credentials carry `scope`. */
+  admin(scope: Scope): preHandlerAsyncHookHandler;
+}
+
+export function createAuthGuards(auth: AuthService): AuthGuards {
+  const guard = (scope: Scope, adminOnly: boolean): preHandlerAsyncHookHandler =>
+    async function authenticate(request) {
+      const principal = await auth.authenticate(request.headers.authorization);
+      request.principal = principal;
+      request.log = request.log.child({ userId: principal.userId });
+      if (adminOnly && principal.role !== 'admin') throw errors.forbidden('This needs an administrator.');
+      if (!hasScope(principal.scopes, scope)) throw errors.insufficientScope(scope);
+    };
+  return { user: (scope) => guard(scope, false), admin: (scope) => guard(scope, true) };
+}
+
+/** The caller of a route guarded by AuthGuards. */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw errors.unauthenticated();
+  return request.principal;
+}

@@ -1,0 +1,85 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { AppError, errorCode, errors, statusTitle, toError, type FieldError } from '../utils/errors.js';
+
+/**
+ * Every error leaves the server as RFC 9457 application/problem+json with a stable `code`,
+ * Fastify's own (404, malformed JSON, body limit, media type, validation) included. Details of
+ * a 5xx are logged, never sent.
+ */
+export function registerErrorHandling(app: FastifyInstance, options: { bodyLimit: number }): void {
+  app.setNotFoundHandler((request, reply) => {
+    sendProblem(request, reply, errors.routeNotFound(request.method, request.url.split('?')[0] ?? request.url));
+  });
+
+  app.setErrorHandler((thrown: unknown, request, reply) => {
+    const appError = toAppError(thrown, options.bodyLimit);
+    if (appError.status >= 500) {
+      request.log.error({ err: toError(thrown) }, 'request failed');
+    } else {
+      request.log.info({ code: appError.code, status: appError.status }, appError.message);
+    }
+    sendProblem(request, reply, appError);
+  });
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: AppError): void {
+  for (const [name, value] of Object.entries(error.headers ?? {})) reply.header(name, value);
+  reply
+    .code(error.status)
+    .type('application/problem+json; charset=utf-8')
+    .send(JSON.stringify(problemDocument(error, String(request.id))));
+}
+
+export function problemDocument(error: AppError, requestId: string): Record<string, unknown> {
+  return {
+    type: `urn:jobline:problem:${error.code}`,
+    title: statusTitle(error.status),
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+    instance: `urn:jobline:request:${requestId}`,
+    requestId,
+    ...(error.errors ? { errors: error.errors } : {}),
+    ...error.extensions,
+  };
+}
+
+/** The one translation from whatever was thrown to an AppError. */
+export function toAppError(thrown: unknown, bodyLimit: number): AppError {
+  if (thrown instanceof AppError) return thrown;
+  if (hasZodFastifySchemaValidationErrors(thrown)) {
+    const context = (thrown as { validationContext?: string }).validationContext ?? 'body';
+    const fieldErrors: FieldError[] = thrown.validation.map((issue) => ({
+      path: [context, ...issue.instancePath.split('/').filter(Boolean)].join('.'),
+      message: issue.message ?? 'is invalid',
+    }));
+    const summary = fieldErrors.map((fieldError) => `${fieldError.path}: ${fieldError.message}`).join('; ');
+    return errors.validation(`The request is invalid: ${summary}`, fieldErrors);
+  }
+  if (isResponseSerializationError(thrown)) return errors.internal(thrown);
+
+  const fastifyError = thrown as Partial<FastifyError>;
+  switch (errorCode(thrown)) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return errors.malformedJson(fastifyError.message ?? 'The body is not valid JSON.');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return errors.payloadTooLarge(bodyLimit);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return errors.unsupportedMediaType(
+        /'(.*)'/.exec(fastifyError.message ?? '')?.[1] ?? 'unknown',
+      );
+    default:
+      break;
+  }
+  // JSON.parse failures surface as a SyntaxError with statusCode 400.
+  if (thrown instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return errors.malformedJson(`The body is not valid JSON: ${thrown.message}`);
+  }
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError(`JOBLINE_HTTP_${status}`, status, fastifyError.message ?? statusTitle(status));
+  }
+  return errors.internal(thrown);
+}

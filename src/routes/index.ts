@@ -1,0 +1,15 @@
+import type { FastifyInstance } from 'fastify';
+import type { AuthGuards } from '../middleware/auth.js';
+import type { Services } from '../services/index.js';
+import { apiKeyRoutes } from './apiKeys.js';
+import { authRoutes } from './auth.js';
+import { userRoutes } from './users.js';
+
+/** Every /v1 route. Health, metrics and docs live outside the version prefix. */
+export async function v1Routes(app: FastifyInstance, options: { services: Services; guards: AuthGuards }): Promise<void> {
+  // Only what the children need: passing `options` on would repeat its `prefix`.
+  const deps = { services: options.services, guards: options.guards };
+  await app.register(authRoutes, deps);
+  await app.register(userRoutes, deps);
+  await app.register(apiKeyRoutes, deps);
+}

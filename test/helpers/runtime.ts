@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { LightMyRequestResponse } from 'fastify';
+import { createRuntime, type Runtime } from '../../src/bootstrap.js';
+import { loadConfig } from '../../src/config/env.js';
+import type { Clock } from '../../src/utils/clock.js';
+import { createLogger } from '../../src/utils/logger.js';
+import { createTestDatabase } from './postgres.js';
+
+export const ADMIN_EMAIL = 'admin@example.com';
+export const ADMIN_PASSWORD = 'admin-password-1';
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+export interface TestRuntime {
+  runtime: Runtime;
+  /** Every log line the server wrote, parsed. */
+  logs: Record<string, unknown>[];
+  logText(): string;
+  dataDir: string;
+  request(options: InjectOptions): Promise<LightMyRequestResponse>;
+  login(email?: string, password?: string): Promise<{ accessToken: string; refreshToken: string; userId: string }>;
+  createUser(email: string, password: string, role?: 'admin' | 'user'): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface InjectOptions {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  url: string;
+  token?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  remoteAddress?: string;
+}
+
+/** A real server (real SQLite file in a temp dir, or a fresh PostgreSQL database) driven through inject(). */
+export async function startTestRuntime(
+  options: { env?: Record<string, string>; clock?: Clock; database?: DatabaseKind } = {},
+): Promise<TestRuntime> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'jobline-test-'));
+  const postgres = options.database === 'postgres' ? await createTestDatabase() : null;
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    level: 'info',
+    destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  const config = loadConfig({
+    envFile: false,
+    cwd: dataDir,
+    env: {
+      JOBLINE_DATA_DIR: dataDir,
+      JOBLINE_ADMIN_EMAIL: ADMIN_EMAIL,
+      JOBLINE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      ...(postgres ? { JOBLINE_DATABASE_URL: postgres.url } : {}),
+      ...options.env,
+    },
+  });
+  const runtime = await createRuntime(config, { logger, ...(options.clock ? { clock: options.clock } : {}) });
+
+  const request = (inject: InjectOptions) =>
+    runtime.app.inject({
+      method: inject.method,
+      url: inject.url,
+      ...(inject.body === undefined ? {} : { payload: inject.body as object }),
+      remoteAddress: inject.remoteAddress ?? '127.0.0.1',
+      headers: { ...(inject.token ? { authorization: `Bearer ${inject.token}` } : {}), ...inject.headers },
+    });
+
+  const login = async (email = ADMIN_EMAIL, password = ADMIN_PASSWORD) => {
+    const response = await request({ method: 'POST', url: '/v1/auth/login', body: { email, password } });
+    if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`);
+    const body = response.json<{ accessToken: string; refreshToken: string; user: { id: string } }>();
+    return { accessToken: body.accessToken, refreshToken: body.refreshToken, userId: body.user.id };
+  };
+
+  const createUser = async (email: string, password: string, role: 'admin' | 'user' = 'user') => {
+    const user = await runtime.services.users.create({ email, password, role });
+    return user.id;
+  };
+
+  return {
+    runtime,
+    logs,
+    logText: () => logs.map((line) => JSON.stringify(line)).join('\n'),
+    dataDir,
+    request,
+    login,
+    createUser,
+    close: async () => {
+      await runtime.close();
+      await postgres?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The problem document of a response, checked to be problem+json. */
+export function problemOf(response: LightMyRequestResponse): { status: number; code: string; detail: string; errors?: { path: string; message: string }[] } {
+  const contentType = String(response.headers['content-type']);
+  if (!contentType.startsWith('application/problem+json')) {
+    throw new Error(`expected problem+json, got ${contentType}: ${response.body}`);
+  }
+  return response.json();
+}
