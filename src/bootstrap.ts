@@ -1,32 +1,43 @@
+import { hostname } from 'node:os';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './config/app.js';
 import { createDatabase, migrateToLatest, type DatabaseHandle } from './config/database.js';
-import type { Config } from './config/env.js';
-import { createMetrics } from './config/metrics.js';
+import { ConfigError, type Config } from './config/env.js';
+import { createMetrics, type Metrics } from './config/metrics.js';
 import { loadJwtSecret } from './config/secrets.js';
+import { EmbeddedEngine } from './engine/embedded/index.js';
+import type { Engine } from './engine/types.js';
 import type { ReadinessCheck } from './routes/health.js';
 import { ensureFirstAdmin } from './services/firstAdmin.js';
 import { createServices, type Services } from './services/index.js';
 import { systemClock, type Clock } from './utils/clock.js';
 import { MemoryCounterStore } from './utils/counterStore.js';
 import { toError } from './utils/errors.js';
+import { randomToken } from './utils/ids.js';
 import { createLogger } from './utils/logger.js';
 import { createMailer, type Mailer } from './utils/mailer.js';
+import { registerBuiltInHandlers } from './workers/builtins.js';
+import { WorkerPool } from './workers/pool.js';
+import { HandlerRegistry, loadHandlersDir } from './workers/registry.js';
 
 /**
- * Composes the server: config → database → services → HTTP. The one place that chooses
- * concrete implementations (database dialect, counter store, mailer; later the engine).
+ * Composes the server: config → database → engine → services → HTTP and workers. The one
+ * place that chooses concrete implementations (database dialect, engine, counter store, mailer).
  */
 
 export interface Runtime {
   readonly config: Config;
   readonly logger: Logger;
   readonly database: DatabaseHandle;
+  readonly engine: Engine;
+  readonly registry: HandlerRegistry;
   readonly services: Services;
+  readonly metrics: Metrics;
   readonly app: FastifyInstance;
-  /** Closes the HTTP server and the database. Safe to call more than once. */
+  readonly workers: WorkerPool | null;
+  /** Stops accepting requests and claiming jobs, lets running jobs finish within the grace period, closes. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -34,15 +45,22 @@ export interface RuntimeOverrides {
   logger?: Logger;
   clock?: Clock;
   mailer?: Mailer;
+  /** Registers extra handlers (tests add theirs here) before the workers start. */
+  registerHandlers?: (registry: HandlerRegistry) => void;
+  /** Supplies the engine instead of choosing one from the configuration. */
+  engine?: (deps: { clock: Clock; logger: Logger }) => Engine;
 }
 
 export async function createRuntime(config: Config, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const clock = overrides.clock ?? systemClock;
   const database = createDatabase(config.database);
+  let engine: Engine | null = null;
   try {
     const applied = await migrateToLatest(database.db);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+    const registry = await createRegistry(config, overrides.registerHandlers);
+    engine = overrides.engine ? overrides.engine({ clock, logger }) : createEngine(config, database, clock, logger);
     const services = createServices({
       db: database.db,
       clock,
@@ -56,30 +74,69 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         openRegistration: config.openRegistration,
         publicUrl: config.publicUrl,
       },
+      engine,
+      jobTypes: { defaultQueue: (type) => registry.get(type)?.queue, list: () => registry.types() },
+      jobLimits: { maxPayloadBytes: config.maxPayloadBytes },
     });
     await ensureFirstAdmin(services.users, { email: config.adminEmail, password: config.adminPassword }, logger);
+    const metrics = createMetrics();
+    const jobEngine = engine;
+    metrics.setQueueCounts(() => jobEngine.listQueues());
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => database.ping() }];
-    const app = await buildApp({
-      config,
-      logger,
-      services,
-      metrics: createMetrics(),
-      readiness,
-      serveApi: config.role === 'api' || config.role === 'all',
-    });
+    const app = await buildApp({ config, logger, services, metrics, readiness, serveApi: config.role === 'api' || config.role === 'all' });
+    await engine.start();
+    const workers =
+      config.role === 'worker' || config.role === 'all'
+        ? new WorkerPool({ engine, registry, logger, metrics: metrics.jobs, workerId: workerId(), leaseMs: config.leaseMs })
+        : null;
+    workers?.start();
+    if (workers) logger.info({ types: registry.types() }, 'workers started');
+
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= (async () => {
         await app.close();
+        await workers?.stop(config.shutdownGraceMs);
+        await jobEngine.stop();
         await database.close();
       })();
       return closing;
     };
-    return { config, logger, database, services, app, close };
+    return { config, logger, database, engine, registry, services, metrics, app, workers, close };
   } catch (error) {
+    await engine?.stop().catch(() => undefined);
     await database.close().catch(() => undefined);
     throw error;
   }
+}
+
+async function createRegistry(config: Config, registerExtra: RuntimeOverrides['registerHandlers']): Promise<HandlerRegistry> {
+  const registry = new HandlerRegistry();
+  registerBuiltInHandlers(registry, config);
+  if (config.handlersDir) await loadHandlersDir(registry, config.handlersDir);
+  registerExtra?.(registry);
+  return registry;
+}
+
+function createEngine(config: Config, database: DatabaseHandle, clock: Clock, logger: Logger): Engine {
+  if (database.sqlite === null) {
+    throw new ConfigError([
+      'JOBLINE_DATABASE_URL: jobs on PostgreSQL run in distributed mode (with JOBLINE_REDIS_URL), which this release does not have yet; use the embedded SQLite database',
+    ]);
+  }
+  return new EmbeddedEngine({
+    sqlite: database.sqlite,
+    db: database.db,
+    clock,
+    logger,
+    maxCrashes: config.maxCrashes,
+    sweepIntervalMs: config.sweepIntervalMs,
+    retention: { completedMs: config.retentionCompletedMs, failedMs: config.retentionFailedMs },
+  });
+}
+
+function workerId(): string {
+  return `${hostname()}:${process.pid}:${randomToken(4)}`;
 }
 
 /** Starts listening and closes gracefully on SIGTERM/SIGINT. Resolves with the address served. */

@@ -23,6 +23,8 @@ export type Db = Kysely<Database>;
 export interface DatabaseHandle {
   readonly db: Db;
   readonly dialect: 'sqlite' | 'postgres';
+  /** The SQLite connection itself (embedded engine); null on PostgreSQL. */
+  readonly sqlite: SqliteDatabase.Database | null;
   /** Answers when the database does; throws otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -44,13 +46,13 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 }
 
-export function openSqlite(file: string): SqliteDatabase.Database {
+export function openSqlite(file: string, synchronous: 'NORMAL' | 'FULL' = 'NORMAL'): SqliteDatabase.Database {
   if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
   const database = new SqliteDatabase(file);
   database.pragma('journal_mode = WAL');
   // NORMAL in WAL mode: a commit survives a process crash; only an OS crash or power loss can
-  // take the last transactions. The jobs issue measures FULL against it.
-  database.pragma('synchronous = NORMAL');
+  // take the last transactions. FULL also survives those, at the cost of an fsync per commit.
+  database.pragma(`synchronous = ${synchronous}`);
   database.pragma('busy_timeout = 5000');
   database.pragma('foreign_keys = ON');
   return database;
@@ -65,11 +67,12 @@ const postgresTypes = {
 
 export function createDatabase(config: DatabaseConfig): DatabaseHandle {
   if (config.kind === 'sqlite') {
-    const sqlite = openSqlite(config.file);
+    const sqlite = openSqlite(config.file, config.synchronous);
     const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(sqlite) });
     return {
       db,
       dialect: 'sqlite',
+      sqlite,
       ping: async () => {
         await sql`select 1`.execute(db);
       },
@@ -88,6 +91,7 @@ export function createDatabase(config: DatabaseConfig): DatabaseHandle {
   return {
     db,
     dialect: 'postgres',
+    sqlite: null,
     ping: async () => {
       await sql`select 1`.execute(db);
     },

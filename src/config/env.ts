@@ -10,7 +10,7 @@ import { z } from 'zod';
 
 export type Role = 'api' | 'worker' | 'scheduler' | 'all';
 
-export type DatabaseConfig = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
+export type DatabaseConfig = { kind: 'sqlite'; file: string; synchronous?: 'NORMAL' | 'FULL' } | { kind: 'postgres'; url: string };
 
 export interface Config {
   readonly mode: 'embedded' | 'distributed';
@@ -38,6 +38,12 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly trustProxy: boolean;
   readonly shutdownGraceMs: number;
+  readonly maxPayloadBytes: number;
+  readonly leaseMs: number;
+  readonly maxCrashes: number;
+  readonly sweepIntervalMs: number;
+  readonly retentionCompletedMs: number;
+  readonly retentionFailedMs: number;
 }
 
 export class ConfigError extends Error {
@@ -113,6 +119,13 @@ const schema = z.object({
   JOBLINE_CORS_ORIGINS: listText.default([]),
   JOBLINE_TRUST_PROXY: booleanText.default(false),
   JOBLINE_SHUTDOWN_GRACE: integerText(0, 3_600_000).default(30_000),
+  JOBLINE_SQLITE_SYNCHRONOUS: z.enum(['NORMAL', 'FULL'], { error: 'must be NORMAL or FULL' }).default('NORMAL'),
+  JOBLINE_MAX_PAYLOAD: integerText(1024, 64 * 1024 * 1024).default(262_144),
+  JOBLINE_LEASE: integerText(1000, DAY_MS).default(30_000),
+  JOBLINE_MAX_CRASHES: integerText(1, 100).default(3),
+  JOBLINE_SWEEP_INTERVAL: integerText(10, 60_000).default(1000),
+  JOBLINE_RETENTION_COMPLETED: integerText(0, 3650 * DAY_MS).default(7 * DAY_MS),
+  JOBLINE_RETENTION_FAILED: integerText(0, 3650 * DAY_MS).default(30 * DAY_MS),
 });
 
 export interface LoadConfigOptions {
@@ -139,7 +152,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = parsed.data;
   const problems: string[] = [];
   const dataDir = path.resolve(cwd, env.JOBLINE_DATA_DIR);
-  const database = databaseConfig(env.JOBLINE_DATABASE_URL, dataDir, cwd);
+  const database = databaseConfig(env.JOBLINE_DATABASE_URL, dataDir, cwd, env.JOBLINE_SQLITE_SYNCHRONOUS);
   if (env.JOBLINE_REDIS_URL && database.kind !== 'postgres') {
     problems.push('JOBLINE_REDIS_URL: distributed mode also needs JOBLINE_DATABASE_URL=postgres://…');
   }
@@ -174,14 +187,20 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     corsOrigins: env.JOBLINE_CORS_ORIGINS,
     trustProxy: env.JOBLINE_TRUST_PROXY,
     shutdownGraceMs: env.JOBLINE_SHUTDOWN_GRACE,
+    maxPayloadBytes: env.JOBLINE_MAX_PAYLOAD,
+    leaseMs: env.JOBLINE_LEASE,
+    maxCrashes: env.JOBLINE_MAX_CRASHES,
+    sweepIntervalMs: env.JOBLINE_SWEEP_INTERVAL,
+    retentionCompletedMs: env.JOBLINE_RETENTION_COMPLETED,
+    retentionFailedMs: env.JOBLINE_RETENTION_FAILED,
   });
 }
 
-function databaseConfig(url: string | undefined, dataDir: string, cwd: string): DatabaseConfig {
-  if (url === undefined) return { kind: 'sqlite', file: path.join(dataDir, 'jobline.db') };
+function databaseConfig(url: string | undefined, dataDir: string, cwd: string, synchronous: 'NORMAL' | 'FULL'): DatabaseConfig {
+  if (url === undefined) return { kind: 'sqlite', file: path.join(dataDir, 'jobline.db'), synchronous };
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length).replace(/^\/\//, '');
-    return { kind: 'sqlite', file: file === ':memory:' ? file : path.resolve(cwd, file) };
+    return { kind: 'sqlite', file: file === ':memory:' ? file : path.resolve(cwd, file), synchronous };
   }
   return { kind: 'postgres', url };
 }

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Process metrics (CPU, memory, event loop, GC) are process-wide: collected once per process. */
 let processRegistry: Registry | undefined;
@@ -10,9 +10,20 @@ function sharedProcessRegistry(): Registry {
   return processRegistry;
 }
 
+/** What workers report about the jobs they run. */
+export interface JobMetrics {
+  /** An attempt ended: completed, failed (for good), retried (will run again), or discarded (lease lost). */
+  attemptEnded(labels: { queue: string; type: string }, outcome: 'completed' | 'failed' | 'retried' | 'discarded', durationMs: number): void;
+  /** An attempt started this long after the job was due. */
+  attemptStarted(labels: { queue: string; type: string }, waitMs: number): void;
+}
+
 export interface Metrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  readonly jobs: JobMetrics;
+  /** Supplies the jobs-by-queue-and-state gauge, read at each scrape. */
+  setQueueCounts(read: () => Promise<{ name: string; counts: Record<string, number> }[]>): void;
   /** The Prometheus text exposition of this server's and the process's metrics. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -26,12 +37,68 @@ export function createMetrics(): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  const jobMetrics = createJobMetrics(registry);
+  let readQueueCounts: (() => Promise<{ name: string; counts: Record<string, number> }[]>) | null = null;
+  new Gauge({
+    name: 'jobline_jobs',
+    help: 'Jobs by queue and state.',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      if (!readQueueCounts) return;
+      this.reset();
+      for (const queue of await readQueueCounts()) {
+        for (const [state, count] of Object.entries(queue.counts)) this.set({ queue: queue.name, state }, count);
+      }
+    },
+  });
   return {
     registry,
     httpRequestDuration,
+    jobs: jobMetrics,
+    setQueueCounts: (read) => {
+      readQueueCounts = read;
+    },
     render: async () => {
       const merged = Registry.merge([sharedProcessRegistry(), registry]);
       return { contentType: merged.contentType, body: await merged.metrics() };
     },
+  };
+}
+
+const JOB_SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800];
+
+function createJobMetrics(registry: Registry): JobMetrics {
+  const labelNames = ['queue', 'type'] as const;
+  const completed = new Counter({ name: 'jobline_jobs_completed_total', help: 'Jobs completed.', labelNames, registers: [registry] });
+  const failed = new Counter({ name: 'jobline_jobs_failed_total', help: 'Jobs failed for good (dead-lettered).', labelNames, registers: [registry] });
+  const retried = new Counter({ name: 'jobline_job_retries_total', help: 'Failed attempts that will be retried.', labelNames, registers: [registry] });
+  const discarded = new Counter({
+    name: 'jobline_job_results_discarded_total',
+    help: 'Attempts whose outcome was refused because the lease had been lost (cancelled, expired, fenced).',
+    labelNames,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'jobline_job_duration_seconds',
+    help: 'How long attempts ran.',
+    labelNames,
+    buckets: JOB_SECONDS_BUCKETS,
+    registers: [registry],
+  });
+  const wait = new Histogram({
+    name: 'jobline_job_wait_seconds',
+    help: 'How long jobs waited between becoming due and starting.',
+    labelNames,
+    buckets: JOB_SECONDS_BUCKETS,
+    registers: [registry],
+  });
+  const counters = { completed, failed, retried, discarded };
+  return {
+    attemptEnded: (labels, outcome, durationMs) => {
+      counters[outcome].inc(labels);
+      duration.observe(labels, durationMs / 1000);
+    },
+    attemptStarted: (labels, waitMs) => wait.observe(labels, Math.max(0, waitMs) / 1000),
   };
 }

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /**
  * Kysely table types. Portable between SQLite and PostgreSQL: times are epoch milliseconds
  * (bigint), flags are 0/1 integers, structured values are JSON text.
@@ -54,4 +56,57 @@ export interface Database {
   refresh_tokens: RefreshTokensTable;
   password_resets: PasswordResetsTable;
   api_keys: ApiKeysTable;
+  jobs: JobsTable;
+  job_events: JobEventsTable;
+  queues: QueuesTable;
+}
+
+export interface JobsTable {
+  id: string;
+  queue: string;
+  type: string;
+  state: 'queued' | 'scheduled' | 'active' | 'completed' | 'failed' | 'cancelled';
+  priority: number;
+  /** JSON text. */
+  payload: string;
+  result: string | null;
+  error: string | null;
+  progress: string | null;
+  attempts_made: number;
+  max_attempts: number;
+  crash_count: number;
+  backoff: string;
+  timeout_ms: number | null;
+  expires_at: number | null;
+  idempotency_key: string | null;
+  singleton_key: string | null;
+  /** JSON array text. */
+  tags: string;
+  owner_id: string;
+  schedule_id: string | null;
+  created_at: number;
+  run_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  lease_token: string | null;
+  lease_expires_at: number | null;
+  worker_id: string | null;
+  /** The seq of the job's latest event. */
+  last_seq: number;
+}
+
+export interface JobEventsTable {
+  /** Global commit order: outbox consumers (webhooks) read from a position in it. */
+  id: Generated<number>;
+  job_id: string;
+  seq: number;
+  type: string;
+  at: number;
+  data: string;
+}
+
+export interface QueuesTable {
+  name: string;
+  paused: number;
+  updated_at: number;
 }

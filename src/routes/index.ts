@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuthGuards } from '../middleware/auth.js';
 import type { Services } from '../services/index.js';
+import { adminRoutes } from './admin.js';
 import { apiKeyRoutes } from './apiKeys.js';
 import { authRoutes } from './auth.js';
+import { jobRoutes } from './jobs.js';
 import { userRoutes } from './users.js';
 
 /** Every /v1 route. Health, metrics and docs live outside the version prefix. */
@@ -12,4 +14,6 @@ export async function v1Routes(app: FastifyInstance, options: { services: Servic
   await app.register(authRoutes, deps);
   await app.register(userRoutes, deps);
   await app.register(apiKeyRoutes, deps);
+  await app.register(jobRoutes, deps);
+  await app.register(adminRoutes, deps);
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { Engine } from '../engine/types.js';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import type { Clock } from '../utils/clock.js';
@@ -6,13 +7,17 @@ import type { CounterStore } from '../utils/counterStore.js';
 import type { Mailer } from '../utils/mailer.js';
 import { ApiKeyService } from './apiKeyService.js';
 import { AuthService, type AuthSettings } from './authService.js';
+import { JobService, type JobLimits, type JobTypes } from './jobService.js';
 import { LoginThrottle } from './loginThrottle.js';
+import { QueueService } from './queueService.js';
 import { UserService } from './userService.js';
 
 export interface Services {
   readonly users: UserService;
   readonly apiKeys: ApiKeyService;
   readonly auth: AuthService;
+  readonly jobs: JobService;
+  readonly queues: QueueService;
 }
 
 export interface ServiceDependencies {
@@ -22,6 +27,9 @@ export interface ServiceDependencies {
   mailer: Mailer;
   counters: CounterStore;
   auth: AuthSettings;
+  engine: Engine;
+  jobTypes: JobTypes;
+  jobLimits: JobLimits;
 }
 
 export function createServices(deps: ServiceDependencies): Services {
@@ -29,5 +37,6 @@ export function createServices(deps: ServiceDependencies): Services {
   const apiKeys = new ApiKeyService(deps.db, deps.clock);
   const throttle = new LoginThrottle(deps.counters, deps.clock);
   const auth = new AuthService(deps.db, users, apiKeys, throttle, deps.mailer, deps.auth, deps.clock, deps.logger);
-  return { users, apiKeys, auth };
+  const jobs = new JobService(deps.engine, deps.jobTypes, deps.jobLimits, deps.clock);
+  return { users, apiKeys, auth, jobs, queues: new QueueService(deps.engine) };
 }

@@ -110,7 +110,26 @@ export const errors = {
   lastAdmin: () =>
     new AppError('JOBLINE_LAST_ADMIN', 409, 'This is the last administrator; create another admin first.'),
   invalidCursor: () => new AppError('JOBLINE_INVALID_CURSOR', 400, 'The cursor is malformed or from another listing.'),
+  ssrfBlocked: (message: string) => new AppError('JOBLINE_SSRF_BLOCKED', 400, message),
 
+  jobNotFound: () => new AppError('JOBLINE_JOB_NOT_FOUND', 404, 'No such job.'),
+  jobStateConflict: (message: string) => new AppError('JOBLINE_JOB_STATE_CONFLICT', 409, message),
+  singletonTaken: (jobId: string) =>
+    new AppError('JOBLINE_SINGLETON_CONFLICT', 409, 'A queued or active job with this singletonKey already exists.', {
+      extensions: { jobId },
+    }),
+  unknownJobType: (type: string, known: readonly string[]) =>
+    new AppError('JOBLINE_UNKNOWN_JOB_TYPE', 400, `No handler is registered for job type '${type}'.`, {
+      extensions: { knownTypes: known },
+    }),
+  payloadTooLargeForJob: (limitBytes: number) =>
+    new AppError('JOBLINE_JOB_PAYLOAD_TOO_LARGE', 413, `The job payload exceeds the limit of ${limitBytes} bytes.`),
+  idempotencyConflict: () =>
+    new AppError(
+      'JOBLINE_IDEMPOTENCY_CONFLICT',
+      409,
+      'The Idempotency-Key header and the body\'s idempotencyKey differ; send one of them.',
+    ),
   notReady: (checks: Record<string, string>) =>
     new AppError('JOBLINE_NOT_READY', 503, 'A dependency of the server is not available.', { extensions: { checks } }),
   internal: (cause?: unknown) =>

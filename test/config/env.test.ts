@@ -14,7 +14,7 @@ describe('configuration', () => {
       port: 3000,
       host: '0.0.0.0',
       dataDir: '/srv/jobline/data',
-      database: { kind: 'sqlite', file: '/srv/jobline/data/jobline.db' },
+      database: { kind: 'sqlite', file: '/srv/jobline/data/jobline.db', synchronous: 'NORMAL' },
       role: 'all',
       openRegistration: false,
       bodyLimit: 1_048_576,

@@ -8,7 +8,7 @@ import { createDatabase, migrateToLatest } from '../../src/config/database.js';
 import { createTestDatabase, testDatabases } from '../helpers/postgres.js';
 
 const databases = await testDatabases();
-const ACCOUNT_TABLES = ['api_keys', 'password_resets', 'refresh_tokens', 'users'];
+const ACCOUNT_TABLES = ['api_keys', 'job_events', 'jobs', 'password_resets', 'queues', 'refresh_tokens', 'users'];
 
 describe.each(databases)('migrations on %s', (kind) => {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -33,7 +33,7 @@ describe.each(databases)('migrations on %s', (kind) => {
 
   it('creates every table, and a second run applies nothing', async () => {
     const handle = await open();
-    expect(await migrateToLatest(handle.db)).toEqual(['0001_accounts']);
+    expect(await migrateToLatest(handle.db)).toEqual(['0001_accounts', '0002_jobs']);
     expect(await migrateToLatest(handle.db)).toEqual([]);
     const tables = (await handle.db.introspection.getTables()).map((table) => table.name).sort();
     expect(tables).toEqual(expect.arrayContaining(ACCOUNT_TABLES));

@@ -2,8 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
-import { createRuntime, type Runtime } from '../../src/bootstrap.js';
+import { createRuntime, type Runtime, type RuntimeOverrides } from '../../src/bootstrap.js';
+import { createDatabase, migrateToLatest } from '../../src/config/database.js';
 import { loadConfig } from '../../src/config/env.js';
+import { EmbeddedEngine } from '../../src/engine/embedded/index.js';
+import type { HandlerRegistry } from '../../src/workers/registry.js';
 import type { Clock } from '../../src/utils/clock.js';
 import { createLogger } from '../../src/utils/logger.js';
 import { createTestDatabase } from './postgres.js';
@@ -36,9 +39,18 @@ export interface InjectOptions {
 
 /** A real server (real SQLite file in a temp dir, or a fresh PostgreSQL database) driven through inject(). */
 export async function startTestRuntime(
-  options: { env?: Record<string, string>; clock?: Clock; database?: DatabaseKind } = {},
+  options: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    database?: DatabaseKind;
+    handlers?: (registry: HandlerRegistry) => void;
+    /** Reopen an existing data directory (a restart) instead of a fresh one. */
+    dataDir?: string;
+    /** Leave the data directory in place on close, to restart on it. */
+    keepDataDir?: boolean;
+  } = {},
 ): Promise<TestRuntime> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'jobline-test-'));
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'jobline-test-'));
   const postgres = options.database === 'postgres' ? await createTestDatabase() : null;
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger({
@@ -56,7 +68,17 @@ export async function startTestRuntime(
       ...options.env,
     },
   });
-  const runtime = await createRuntime(config, { logger, ...(options.clock ? { clock: options.clock } : {}) });
+  const overrides: RuntimeOverrides = { logger, ...(options.clock ? { clock: options.clock } : {}) };
+  if (options.handlers) overrides.registerHandlers = options.handlers;
+  // PostgreSQL records have no engine of their own until distributed mode: account tests on
+  // PostgreSQL keep jobs in a side SQLite file.
+  const sideStore = postgres ? createDatabase({ kind: 'sqlite', file: path.join(dataDir, 'jobs.db') }) : null;
+  if (sideStore) {
+    await migrateToLatest(sideStore.db);
+    overrides.engine = ({ clock, logger: engineLogger }) =>
+      new EmbeddedEngine({ sqlite: sideStore.sqlite!, db: sideStore.db, clock, logger: engineLogger, retention: { completedMs: 1e12, failedMs: 1e12 } });
+  }
+  const runtime = await createRuntime(config, overrides);
 
   const request = (inject: InjectOptions) =>
     runtime.app.inject({
@@ -89,8 +111,9 @@ export async function startTestRuntime(
     createUser,
     close: async () => {
       await runtime.close();
+      await sideStore?.close();
       await postgres?.drop();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!options.keepDataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,84 @@
+import { PostgresAdapter, sql, type Kysely } from 'kysely';
+
+/** Jobs, their events (the outbox every consumer reads), and per-queue settings. */
+export async function up(db: Kysely<unknown>): Promise<void> {
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+
+  await db.schema
+    .createTable('jobs')
+    .addColumn('id', 'varchar(36)', (column) => column.primaryKey())
+    .addColumn('queue', 'varchar(200)', (column) => column.notNull())
+    .addColumn('type', 'varchar(200)', (column) => column.notNull())
+    .addColumn('state', 'varchar(16)', (column) => column.notNull())
+    .addColumn('priority', 'integer', (column) => column.notNull())
+    .addColumn('payload', 'text', (column) => column.notNull())
+    .addColumn('result', 'text')
+    .addColumn('error', 'text')
+    .addColumn('progress', 'text')
+    .addColumn('attempts_made', 'integer', (column) => column.notNull())
+    .addColumn('max_attempts', 'integer', (column) => column.notNull())
+    .addColumn('crash_count', 'integer', (column) => column.notNull())
+    .addColumn('backoff', 'text', (column) => column.notNull())
+    .addColumn('timeout_ms', 'integer')
+    .addColumn('expires_at', 'bigint')
+    .addColumn('idempotency_key', 'varchar(255)')
+    .addColumn('singleton_key', 'varchar(255)')
+    .addColumn('tags', 'text', (column) => column.notNull())
+    .addColumn('owner_id', 'varchar(36)', (column) => column.notNull())
+    .addColumn('schedule_id', 'varchar(36)')
+    .addColumn('created_at', 'bigint', (column) => column.notNull())
+    .addColumn('run_at', 'bigint', (column) => column.notNull())
+    .addColumn('started_at', 'bigint')
+    .addColumn('finished_at', 'bigint')
+    .addColumn('lease_token', 'varchar(64)')
+    .addColumn('lease_expires_at', 'bigint')
+    .addColumn('worker_id', 'varchar(100)')
+    .addColumn('last_seq', 'integer', (column) => column.notNull())
+    .execute();
+  // Claiming: the next due jobs of a queue, highest priority first, oldest first within one.
+  await db.schema.createIndex('jobs_claim').on('jobs').columns(['queue', 'state', 'priority desc', 'id']).execute();
+  // Sweeps: due scheduled jobs, expired leases, finished jobs past retention.
+  await db.schema.createIndex('jobs_state_run_at').on('jobs').columns(['state', 'run_at']).execute();
+  await db.schema.createIndex('jobs_state_lease').on('jobs').columns(['state', 'lease_expires_at']).execute();
+  await db.schema.createIndex('jobs_state_expires').on('jobs').columns(['state', 'expires_at']).execute();
+  await db.schema.createIndex('jobs_state_finished').on('jobs').columns(['state', 'finished_at']).execute();
+  // Listings, newest first, for everyone or one owner, by state or queue.
+  await db.schema.createIndex('jobs_created').on('jobs').columns(['created_at desc', 'id desc']).execute();
+  await db.schema.createIndex('jobs_owner_created').on('jobs').columns(['owner_id', 'created_at desc', 'id desc']).execute();
+  await db.schema.createIndex('jobs_state_created').on('jobs').columns(['state', 'created_at desc', 'id desc']).execute();
+  await db.schema.createIndex('jobs_queue_created').on('jobs').columns(['queue', 'created_at desc', 'id desc']).execute();
+  await db.schema.createIndex('jobs_schedule').on('jobs').columns(['schedule_id', 'state']).execute();
+  // The same idempotency key from the same owner is one job.
+  await db.schema.createIndex('jobs_idempotency').on('jobs').columns(['owner_id', 'idempotency_key']).unique().execute();
+  // At most one queued, scheduled or active job per owner and singleton key.
+  await db.schema
+    .createIndex('jobs_singleton')
+    .on('jobs')
+    .columns(['owner_id', 'singleton_key'])
+    .unique()
+    .where(sql.ref('singleton_key'), 'is not', null)
+    .where(sql<boolean>`state in ('queued', 'scheduled', 'active')`)
+    .execute();
+
+  await db.schema
+    .createTable('job_events')
+    .addColumn('id', postgres ? 'bigserial' : 'integer', (column) => (postgres ? column.primaryKey() : column.primaryKey().autoIncrement()))
+    .addColumn('job_id', 'varchar(36)', (column) => column.notNull())
+    .addColumn('seq', 'integer', (column) => column.notNull())
+    .addColumn('type', 'varchar(32)', (column) => column.notNull())
+    .addColumn('at', 'bigint', (column) => column.notNull())
+    .addColumn('data', 'text', (column) => column.notNull())
+    .execute();
+  await db.schema.createIndex('job_events_job_seq').on('job_events').columns(['job_id', 'seq']).unique().execute();
+
+  await db.schema
+    .createTable('queues')
+    .addColumn('name', 'varchar(200)', (column) => column.primaryKey())
+    .addColumn('paused', 'integer', (column) => column.notNull())
+    .addColumn('updated_at', 'bigint', (column) => column.notNull())
+    .execute();
+}
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  for (const table of ['queues', 'job_events', 'jobs']) await db.schema.dropTable(table).execute();
+}

@@ -1,0 +1,388 @@
+import type SqliteDatabase from 'better-sqlite3';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { isUniqueViolation } from '../../db/errors.js';
+import type { Database } from '../../db/schema.js';
+import type { Clock } from '../../utils/clock.js';
+import { errors, toError } from '../../utils/errors.js';
+import { newId } from '../../utils/ids.js';
+import { DEFAULT_MAX_CRASHES, expiredError } from '../lifecycle.js';
+import { JobRecords, rowToJob, type JobRow } from '../records.js';
+import type {
+  AddedJob,
+  AttemptFailure,
+  Claim,
+  Engine,
+  EngineListener,
+  HandlerEvent,
+  Job,
+  JobEvent,
+  JobFilter,
+  JobPage,
+  NewJob,
+  Outcome,
+  QueueInfo,
+  RetentionPolicy,
+} from '../types.js';
+import { prepareStatements, type Statements } from './statements.js';
+import * as writes from './writes.js';
+import { Changes, TransitionError, type WriteContext } from './writes.js';
+
+export interface EmbeddedEngineOptions {
+  sqlite: SqliteDatabase.Database;
+  /** The same database through Kysely, for the record reads shared with the BullMQ engine. */
+  db: Kysely<Database>;
+  clock: Clock;
+  logger: Logger;
+  retention: RetentionPolicy;
+  maxCrashes?: number;
+  sweepIntervalMs?: number;
+}
+
+interface PendingWrite {
+  run(ctx: WriteContext): unknown;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+const SWEEP_BATCH = 500;
+const RETENTION_EVERY_MS = 10_000;
+/** Retention deletes in chunks and stops after this long, so a large backlog never stalls the engine. */
+const RETENTION_BUDGET_MS = 200;
+const MAX_TIMER_MS = 3_600_000;
+
+/**
+ * The embedded engine: jobs in SQLite, dispatch in this process. Every change is a short
+ * synchronous transaction (state and event rows together); completions, failures and handler
+ * events arriving in the same tick share one transaction.
+ */
+export class EmbeddedEngine implements Engine {
+  readonly name = 'embedded';
+  readonly capabilities = { multiProcess: false, pushesAvailability: true };
+  private readonly st: Statements;
+  private readonly records: JobRecords;
+  private readonly listeners = new Set<EngineListener>();
+  private readonly paused = new Set<string>();
+  private readonly maxCrashes: number;
+  private pending: PendingWrite[] = [];
+  private flushScheduled = false;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private dueTimer: { at: number; handle: NodeJS.Timeout } | null = null;
+  private lastRetentionAt = 0;
+  private running = false;
+
+  constructor(private readonly options: EmbeddedEngineOptions) {
+    this.st = prepareStatements(options.sqlite);
+    this.records = new JobRecords(options.db);
+    this.maxCrashes = options.maxCrashes ?? DEFAULT_MAX_CRASHES;
+  }
+
+  async start(): Promise<void> {
+    for (const { name } of this.st.pausedQueues.all()) this.paused.add(name);
+    // One process owns an embedded store: whatever is active now was left by a process that died.
+    const orphans = this.transact((ctx) => {
+      const rows = this.st.allActive.all();
+      for (const row of rows) writes.recoverCrashed(ctx, row);
+      return rows.length;
+    });
+    if (orphans > 0) this.options.logger.warn({ jobs: orphans }, 'recovered jobs left active by a previous process');
+    this.running = true;
+    this.sweepTimer = setInterval(() => this.sweep(), this.options.sweepIntervalMs ?? 1000);
+    this.sweepTimer.unref();
+    this.armDueTimer(this.st.earliestScheduled.get()?.run_at ?? null);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.dueTimer) clearTimeout(this.dueTimer.handle);
+    this.sweepTimer = null;
+    this.dueTimer = null;
+    this.flush();
+  }
+
+  subscribe(listener: EngineListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async addJobs(jobs: NewJob[]): Promise<AddedJob[]> {
+    return this.transact((ctx) =>
+      jobs.map((job): AddedJob => {
+        if (job.idempotencyKey !== null) {
+          const existing = this.st.jobByIdempotencyKey.get(job.ownerId, job.idempotencyKey);
+          if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'idempotencyKey' };
+        }
+        if (job.singletonKey !== null) {
+          const existing = this.st.liveJobBySingletonKey.get(job.ownerId, job.singletonKey);
+          if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'singletonKey' };
+        }
+        return { job: rowToJob(writes.insertJob(ctx, newId(), job)), created: true };
+      }),
+    );
+  }
+
+  getJob(id: string): Promise<Job | null> {
+    return this.records.get(id);
+  }
+
+  listJobs(filter: JobFilter, page: { limit: number; after?: { createdAt: number; id: string } }): Promise<JobPage> {
+    return this.records.list(filter, page);
+  }
+
+  listEvents(jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
+    return this.records.events(jobId, afterSeq, limit);
+  }
+
+  async cancelJob(id: string): Promise<Job> {
+    return this.transact((ctx) => rowToJob(writes.finish(ctx, this.rowOrThrow(id), 'cancel', {})));
+  }
+
+  async retryJob(id: string): Promise<Job> {
+    return this.transact((ctx) => {
+      const row = this.rowOrThrow(id);
+      try {
+        return rowToJob(writes.manualRetry(ctx, row));
+      } catch (error) {
+        if (isUniqueViolation(error) && row.singleton_key !== null) {
+          const holder = this.st.liveJobBySingletonKey.get(row.owner_id, row.singleton_key);
+          throw errors.singletonTaken(holder?.id ?? '');
+        }
+        throw error;
+      }
+    });
+  }
+
+  async deleteJob(id: string): Promise<void> {
+    this.transact(() => {
+      const row = this.rowOrThrow(id);
+      if (row.state !== 'completed' && row.state !== 'failed' && row.state !== 'cancelled') {
+        throw errors.jobStateConflict(`Only finished jobs can be deleted; this one is ${row.state}. Cancel it first.`);
+      }
+      this.st.deleteEvents.run(id);
+      this.st.deleteJob.run(id);
+    });
+  }
+
+  async claimJobs(request: { queue: string; types: string[]; limit: number; workerId: string; leaseMs: number }): Promise<Claim[]> {
+    if (!this.running || this.paused.has(request.queue) || request.limit <= 0) return [];
+    return this.transact((ctx) => {
+      const rows = this.st.nextClaimable.all(request.queue, JSON.stringify(request.types), request.limit);
+      return rows.flatMap((row) => writes.activate(ctx, row, request.workerId, request.leaseMs) ?? []);
+    });
+  }
+
+  async renewLeases(claims: { jobId: string; token: string }[], leaseMs: number): Promise<string[]> {
+    const until = this.options.clock.now() + leaseMs;
+    return this.transact(() =>
+      claims.filter((claim) => this.st.renewLease.run(until, claim.jobId, claim.token).changes === 0).map((claim) => claim.jobId),
+    );
+  }
+
+  completeJob(claim: { jobId: string; token: string }, result: unknown): Promise<Outcome> {
+    return this.enqueue((ctx) => writes.complete(ctx, claim.jobId, claim.token, result));
+  }
+
+  failJob(claim: { jobId: string; token: string }, failure: AttemptFailure): Promise<Outcome> {
+    return this.enqueue((ctx) => writes.fail(ctx, claim.jobId, claim.token, failure));
+  }
+
+  appendEvents(claim: { jobId: string; token: string }, events: HandlerEvent[]): Promise<boolean> {
+    return this.enqueue((ctx) => writes.appendHandlerEvents(ctx, claim.jobId, claim.token, events));
+  }
+
+  async releaseJobs(claims: { jobId: string; token: string }[]): Promise<void> {
+    this.flush();
+    this.transact((ctx) => {
+      for (const claim of claims) writes.release(ctx, claim.jobId, claim.token);
+    });
+  }
+
+  listQueues(): Promise<QueueInfo[]> {
+    return this.records.queues();
+  }
+
+  async pauseQueue(name: string): Promise<void> {
+    this.st.upsertQueue.run(name, 1, this.options.clock.now());
+    this.paused.add(name);
+  }
+
+  async resumeQueue(name: string): Promise<void> {
+    this.st.upsertQueue.run(name, 0, this.options.clock.now());
+    this.paused.delete(name);
+    for (const listener of this.listeners) listener.available?.(name);
+  }
+
+  async retryFailed(queue: string): Promise<number> {
+    return this.transact((ctx) => {
+      let count = 0;
+      const skipped = new Set<string>();
+      for (;;) {
+        const ids = this.st.failedInQueue.all(queue, SWEEP_BATCH + skipped.size).filter(({ id }) => !skipped.has(id));
+        if (ids.length === 0) return count;
+        for (const { id } of ids) {
+          try {
+            this.options.sqlite.transaction(() => writes.manualRetry(ctx, this.rowOrThrow(id)))();
+            count += 1;
+          } catch (error) {
+            // Its singleton key is held by a live job: leave this one failed.
+            if (!isUniqueViolation(error)) throw error;
+            skipped.add(id);
+          }
+        }
+      }
+    });
+  }
+
+  async cleanQueue(queue: string, state: 'completed' | 'failed' | 'cancelled', finishedBefore: number | null): Promise<number> {
+    return this.transact(() => {
+      let count = 0;
+      for (;;) {
+        const ids = this.st.finishedInQueue.all(queue, state, finishedBefore, finishedBefore, SWEEP_BATCH);
+        if (ids.length === 0) return count;
+        for (const { id } of ids) {
+          this.st.deleteEvents.run(id);
+          this.st.deleteJob.run(id);
+        }
+        count += ids.length;
+      }
+    });
+  }
+
+  /** Runs `fn` in one immediate transaction, then tells listeners what it changed. */
+  private transact<T>(fn: (ctx: WriteContext) => T): T {
+    const ctx: WriteContext = { st: this.st, now: this.options.clock.now(), changes: new Changes(), maxCrashes: this.maxCrashes };
+    let result: T;
+    try {
+      result = this.options.sqlite.transaction(() => fn(ctx)).immediate();
+    } catch (error) {
+      if (error instanceof TransitionError) throw errors.jobStateConflict(error.message);
+      throw error;
+    }
+    this.announce(ctx.changes);
+    return result;
+  }
+
+  private enqueue<T>(run: (ctx: WriteContext) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits every queued write in one transaction; each runs in its own savepoint so one bad write fails alone. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: Error })[] = [];
+    try {
+      this.transact((ctx) => {
+        for (const write of batch) {
+          try {
+            outcomes.push({ ok: true, value: this.options.sqlite.transaction(() => write.run(ctx))() });
+          } catch (error) {
+            outcomes.push({ ok: false, error: toError(error) });
+          }
+        }
+      });
+    } catch (error) {
+      for (const write of batch) write.reject(toError(error));
+      return;
+    }
+    batch.forEach((write, index) => {
+      const outcome = outcomes[index];
+      if (outcome?.ok) write.resolve(outcome.value);
+      else write.reject(outcome?.error ?? new Error('write lost'));
+    });
+  }
+
+  private announce(changes: Changes): void {
+    if (changes.events.length > 0) for (const listener of this.listeners) listener.events?.(changes.events);
+    for (const jobId of changes.cancelledActive) for (const listener of this.listeners) listener.cancelled?.(jobId);
+    for (const queue of changes.available) {
+      if (this.paused.has(queue)) continue;
+      for (const listener of this.listeners) listener.available?.(queue);
+    }
+    if (changes.scheduledAt.length > 0) this.armDueTimer(Math.min(...changes.scheduledAt));
+  }
+
+  private rowOrThrow(id: string): JobRow {
+    const row = this.st.jobById.get(id);
+    if (!row) throw errors.jobNotFound();
+    return row;
+  }
+
+  /** Wakes up when the earliest scheduled job is due, to promote it without polling. */
+  private armDueTimer(at: number | null): void {
+    if (at === null || !this.running) return;
+    if (this.dueTimer && this.dueTimer.at <= at) return;
+    if (this.dueTimer) clearTimeout(this.dueTimer.handle);
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, at - this.options.clock.now()));
+    const handle = setTimeout(() => {
+      this.dueTimer = null;
+      this.promoteDue();
+    }, wait);
+    handle.unref();
+    this.dueTimer = { at, handle };
+  }
+
+  private promoteDue(): void {
+    try {
+      this.transact((ctx) => {
+        for (const row of this.st.dueScheduled.all(ctx.now, SWEEP_BATCH)) {
+          this.st.promote.run(row.id);
+          ctx.changes.available.add(row.queue);
+        }
+      });
+    } catch (error) {
+      this.options.logger.error({ err: toError(error) }, 'promoting due jobs failed');
+    }
+    this.armDueTimer(this.st.earliestScheduled.get()?.run_at ?? null);
+  }
+
+  /** Periodic duties: expired leases (crashed workers), expired ttl, retention. */
+  private sweep(): void {
+    try {
+      this.transact((ctx) => {
+        for (const row of this.st.expiredLeases.all(ctx.now, SWEEP_BATCH)) writes.recoverCrashed(ctx, row);
+        for (const row of this.st.expiredTtl.all(ctx.now, SWEEP_BATCH)) writes.finish(ctx, row, 'expire', { error: expiredError() });
+      });
+      this.promoteDue();
+      const now = this.options.clock.now();
+      if (now - this.lastRetentionAt >= RETENTION_EVERY_MS) {
+        this.lastRetentionAt = now;
+        this.purgeFinished(now);
+      }
+    } catch (error) {
+      this.options.logger.error({ err: toError(error) }, 'engine sweep failed');
+    }
+  }
+
+  private purgeFinished(now: number): void {
+    const { completedMs, failedMs } = this.options.retention;
+    const cutoffs: [string, number][] = [
+      ['completed', now - completedMs],
+      ['failed', now - failedMs],
+      ['cancelled', now - failedMs],
+    ];
+    const started = Date.now();
+    for (const [state, cutoff] of cutoffs) {
+      for (;;) {
+        const deleted = this.transact(() => {
+          const ids = this.st.finishedBefore.all(state, cutoff, SWEEP_BATCH);
+          for (const { id } of ids) {
+            this.st.deleteEvents.run(id);
+            this.st.deleteJob.run(id);
+          }
+          return ids.length;
+        });
+        if (deleted < SWEEP_BATCH || Date.now() - started > RETENTION_BUDGET_MS) break;
+      }
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import type SqliteDatabase from 'better-sqlite3';
+import type { JobRow } from '../records.js';
+
+/**
+ * The embedded engine's SQL, prepared once. Each statement is named for what it does; all run
+ * inside short synchronous transactions, so each batch commits atomically.
+ */
+export function prepareStatements(db: SqliteDatabase.Database) {
+  const statement = <Row = unknown>(text: string) => db.prepare<unknown[], Row>(text);
+  return {
+    insertJob: statement(`
+      insert into jobs (id, queue, type, state, priority, payload, result, error, progress, attempts_made, max_attempts,
+        crash_count, backoff, timeout_ms, expires_at, idempotency_key, singleton_key, tags, owner_id, schedule_id,
+        created_at, run_at, started_at, finished_at, lease_token, lease_expires_at, worker_id, last_seq)
+      values (@id, @queue, @type, @state, @priority, @payload, @result, @error, @progress, @attempts_made, @max_attempts,
+        @crash_count, @backoff, @timeout_ms, @expires_at, @idempotency_key, @singleton_key, @tags, @owner_id, @schedule_id,
+        @created_at, @run_at, @started_at, @finished_at, @lease_token, @lease_expires_at, @worker_id, @last_seq)`),
+    insertEvent: statement(`insert into job_events (job_id, seq, type, at, data) values (?, ?, ?, ?, ?)`),
+    jobById: statement<JobRow>(`select * from jobs where id = ?`),
+    jobByIdempotencyKey: statement<JobRow>(`select * from jobs where owner_id = ? and idempotency_key = ?`),
+    liveJobBySingletonKey: statement<JobRow>(
+      `select * from jobs where owner_id = ? and singleton_key = ? and state in ('queued', 'scheduled', 'active')`,
+    ),
+    nextClaimable: statement<JobRow>(`
+      select * from jobs
+      where queue = ? and state = 'queued' and type in (select value from json_each(?))
+      order by priority desc, id
+      limit ?`),
+    markActive: statement(`
+      update jobs set state = 'active', attempts_made = attempts_made + 1, started_at = @now, lease_token = @token,
+        lease_expires_at = @lease_expires_at, worker_id = @worker_id, last_seq = @seq
+      where id = @id`),
+    markFinished: statement(`
+      update jobs set state = @state, result = @result, error = @error, finished_at = @now, lease_token = null,
+        lease_expires_at = null, last_seq = @seq
+      where id = @id`),
+    markScheduled: statement(`
+      update jobs set state = @state, run_at = @run_at, error = @error, lease_token = null, lease_expires_at = null,
+        started_at = null, attempts_made = @attempts_made, crash_count = @crash_count, last_seq = @seq
+      where id = @id`),
+    markRetried: statement(`
+      update jobs set state = 'queued', run_at = @now, error = null, result = null, progress = null, attempts_made = 0,
+        crash_count = 0, started_at = null, finished_at = null, expires_at = null, last_seq = @seq
+      where id = @id`),
+    setProgress: statement(`update jobs set progress = ?, last_seq = ? where id = ?`),
+    setLastSeq: statement(`update jobs set last_seq = ? where id = ?`),
+    renewLease: statement(`update jobs set lease_expires_at = ? where id = ? and lease_token = ? and state = 'active'`),
+    dueScheduled: statement<JobRow>(`select * from jobs where state = 'scheduled' and run_at <= ? order by run_at limit ?`),
+    promote: statement(`update jobs set state = 'queued' where id = ? and state = 'scheduled'`),
+    earliestScheduled: statement<{ run_at: number | null }>(`select min(run_at) as run_at from jobs where state = 'scheduled'`),
+    expiredLeases: statement<JobRow>(`select * from jobs where state = 'active' and lease_expires_at < ? limit ?`),
+    allActive: statement<JobRow>(`select * from jobs where state = 'active'`),
+    expiredTtl: statement<JobRow>(
+      `select * from jobs where state in ('queued', 'scheduled') and expires_at is not null and expires_at <= ? limit ?`,
+    ),
+    finishedBefore: statement<{ id: string }>(`select id from jobs where state = ? and finished_at < ? limit ?`),
+    finishedInQueue: statement<{ id: string }>(
+      `select id from jobs where queue = ? and state = ? and (? is null or finished_at < ?) limit ?`,
+    ),
+    failedInQueue: statement<{ id: string }>(`select id from jobs where queue = ? and state = 'failed' limit ?`),
+    deleteEvents: statement(`delete from job_events where job_id = ?`),
+    deleteJob: statement(`delete from jobs where id = ?`),
+    upsertQueue: statement(`
+      insert into queues (name, paused, updated_at) values (?, ?, ?)
+      on conflict (name) do update set paused = excluded.paused, updated_at = excluded.updated_at`),
+    pausedQueues: statement<{ name: string }>(`select name from queues where paused = 1`),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;

@@ -1,0 +1,234 @@
+import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../engine/lifecycle.js';
+import type { BackoffPolicy, Engine, Job, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
+import type { Clock } from '../utils/clock.js';
+import { toIso, toIsoOrNull } from '../utils/clock.js';
+import { AppError, errors } from '../utils/errors.js';
+import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
+import type { Principal } from './authService.js';
+
+/** A job submission as a client sends it (validated for shape by the route schema). */
+export interface JobInput {
+  type: string;
+  payload?: unknown;
+  queue?: string | undefined;
+  priority?: number | undefined;
+  delay?: number | undefined;
+  runAt?: string | undefined;
+  attempts?: number | undefined;
+  backoff?: Partial<BackoffPolicy> | undefined;
+  timeout?: number | undefined;
+  ttl?: number | undefined;
+  idempotencyKey?: string | undefined;
+  singletonKey?: string | undefined;
+  tags?: string[] | undefined;
+}
+
+export interface PublicJob {
+  id: string;
+  type: string;
+  queue: string;
+  state: JobState;
+  priority: number;
+  payload: unknown;
+  result: unknown;
+  error: { message: string; code?: string | undefined } | null;
+  progress: unknown;
+  attemptsMade: number;
+  maxAttempts: number;
+  tags: string[];
+  createdAt: string;
+  runAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  ownerId: string;
+  scheduleId: string | null;
+  backoff: BackoffPolicy;
+  timeout: number | null;
+  expiresAt: string | null;
+  idempotencyKey: string | null;
+  singletonKey: string | null;
+}
+
+export interface PublicEvent {
+  type: string;
+  jobId: string;
+  seq: number;
+  at: string;
+  data: Record<string, unknown>;
+}
+
+export function toPublicJob(job: Job): PublicJob {
+  return {
+    id: job.id,
+    type: job.type,
+    queue: job.queue,
+    state: job.state,
+    priority: job.priority,
+    payload: job.payload,
+    result: job.result,
+    error: job.error,
+    progress: job.progress,
+    attemptsMade: job.attemptsMade,
+    maxAttempts: job.maxAttempts,
+    tags: job.tags,
+    createdAt: toIso(job.createdAt),
+    runAt: toIso(job.runAt),
+    startedAt: toIsoOrNull(job.startedAt),
+    finishedAt: toIsoOrNull(job.finishedAt),
+    ownerId: job.ownerId,
+    scheduleId: job.scheduleId,
+    backoff: job.backoff,
+    timeout: job.timeoutMs,
+    expiresAt: toIsoOrNull(job.expiresAt),
+    idempotencyKey: job.idempotencyKey,
+    singletonKey: job.singletonKey,
+  };
+}
+
+export function toPublicEvent(event: JobEvent): PublicEvent {
+  return { type: event.type, jobId: event.jobId, seq: event.seq, at: toIso(event.at), data: event.data };
+}
+
+export interface JobTypes {
+  /** The queue a type's jobs go to by default, or undefined when no handler knows the type. */
+  defaultQueue(type: string): string | undefined;
+  list(): string[];
+}
+
+export interface JobLimits {
+  maxPayloadBytes: number;
+}
+
+export interface ListJobsQuery {
+  state?: JobState[] | undefined;
+  queue?: string | undefined;
+  type?: string | undefined;
+  tag?: string | undefined;
+  createdAfter?: string | undefined;
+  createdBefore?: string | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+/** Submitting, reading and steering jobs, with ownership: a user sees their own jobs, an admin all. */
+export class JobService {
+  constructor(
+    private readonly engine: Engine,
+    private readonly types: JobTypes,
+    private readonly limits: JobLimits,
+    private readonly clock: Clock,
+  ) {}
+
+  async submit(
+    principal: Principal,
+    input: JobInput,
+    headerKey?: string,
+  ): Promise<{ job: PublicJob; created: boolean; deduplicatedBy?: 'idempotencyKey' | 'singletonKey' | undefined }> {
+    if (headerKey !== undefined && input.idempotencyKey !== undefined && headerKey !== input.idempotencyKey) {
+      throw errors.idempotencyConflict();
+    }
+    const job = this.toNewJob(principal, { ...input, idempotencyKey: headerKey ?? input.idempotencyKey });
+    const [added] = await this.engine.addJobs([job]);
+    if (!added) throw errors.internal(new Error('the engine added no job'));
+    return { job: toPublicJob(added.job), created: added.created, deduplicatedBy: added.deduplicatedBy };
+  }
+
+  /** All or nothing: every job is checked before any is added, and they are added in one step. */
+  async submitBulk(principal: Principal, inputs: JobInput[]): Promise<PublicJob[]> {
+    const jobs = inputs.map((input, index) => {
+      try {
+        return this.toNewJob(principal, input);
+      } catch (error) {
+        // Name the offending job, so a client can find it among a thousand.
+        if (error instanceof AppError) {
+          throw new AppError(error.code, error.status, `jobs[${index}]: ${error.message}`, {
+            extensions: { ...error.extensions, index },
+          });
+        }
+        throw error;
+      }
+    });
+    const added = await this.engine.addJobs(jobs);
+    return added.map((entry) => toPublicJob(entry.job));
+  }
+
+  async get(principal: Principal, id: string): Promise<PublicJob> {
+    return toPublicJob(await this.visibleJob(principal, id));
+  }
+
+  async list(principal: Principal, query: ListJobsQuery): Promise<Page<PublicJob>> {
+    const filter: JobFilter = {
+      ownerId: principal.role === 'admin' ? undefined : principal.userId,
+      states: query.state,
+      queue: query.queue,
+      type: query.type,
+      tag: query.tag,
+      createdAfter: query.createdAfter === undefined ? undefined : Date.parse(query.createdAfter),
+      createdBefore: query.createdBefore === undefined ? undefined : Date.parse(query.createdBefore),
+    };
+    let after: { createdAt: number; id: string } | undefined;
+    if (query.cursor) {
+      const [createdAt, id] = decodeCursor('jobs', query.cursor);
+      if (typeof createdAt !== 'number' || typeof id !== 'string') throw errors.invalidCursor();
+      after = { createdAt, id };
+    }
+    const page = await this.engine.listJobs(filter, { limit: query.limit, after });
+    return {
+      items: page.items.map(toPublicJob),
+      nextCursor: page.next ? encodeCursor('jobs', [page.next.createdAt, page.next.id]) : null,
+    };
+  }
+
+  async events(principal: Principal, id: string, fromSeq: number, limit: number): Promise<PublicEvent[]> {
+    await this.visibleJob(principal, id);
+    return (await this.engine.listEvents(id, fromSeq, limit)).map(toPublicEvent);
+  }
+
+  async cancel(principal: Principal, id: string): Promise<PublicJob> {
+    await this.visibleJob(principal, id);
+    return toPublicJob(await this.engine.cancelJob(id));
+  }
+
+  async retry(principal: Principal, id: string): Promise<PublicJob> {
+    await this.visibleJob(principal, id);
+    return toPublicJob(await this.engine.retryJob(id));
+  }
+
+  async delete(principal: Principal, id: string): Promise<void> {
+    await this.visibleJob(principal, id);
+    await this.engine.deleteJob(id);
+  }
+
+  /** The job, if this principal may see it; another user's job is "not found", not "forbidden". */
+  async visibleJob(principal: Principal, id: string): Promise<Job> {
+    const job = await this.engine.getJob(id);
+    if (!job || (principal.role !== 'admin' && job.ownerId !== principal.userId)) throw errors.jobNotFound();
+    return job;
+  }
+
+  private toNewJob(principal: Principal, input: JobInput): NewJob {
+    const defaultQueue = this.types.defaultQueue(input.type);
+    if (defaultQueue === undefined) throw errors.unknownJobType(input.type, this.types.list());
+    const payloadBytes = Buffer.byteLength(JSON.stringify(input.payload ?? null));
+    if (payloadBytes > this.limits.maxPayloadBytes) throw errors.payloadTooLargeForJob(this.limits.maxPayloadBytes);
+    if (input.delay !== undefined && input.runAt !== undefined) throw errors.badRequest('Send delay or runAt, not both.');
+    const now = this.clock.now();
+    const runAt = input.runAt !== undefined ? Date.parse(input.runAt) : now + (input.delay ?? 0);
+    return {
+      type: input.type,
+      queue: input.queue ?? defaultQueue,
+      payload: input.payload ?? null,
+      priority: input.priority ?? 0,
+      runAt,
+      maxAttempts: input.attempts ?? DEFAULT_MAX_ATTEMPTS,
+      backoff: { ...DEFAULT_BACKOFF, ...input.backoff },
+      timeoutMs: input.timeout ?? null,
+      ttlMs: input.ttl ?? null,
+      idempotencyKey: input.idempotencyKey ?? null,
+      singletonKey: input.singletonKey ?? null,
+      tags: [...new Set(input.tags ?? [])],
+      ownerId: principal.userId,
+      scheduleId: null,
+    };
+  }
+}

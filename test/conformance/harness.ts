@@ -1,0 +1,171 @@
+import { NonRetriableError, RetryAfterError } from '../../src/engine/errors.js';
+import type { HandlerRegistry } from '../../src/workers/registry.js';
+import type { HandlerContext } from '../../src/workers/types.js';
+import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+
+/**
+ * The conformance suite runs the same behaviour tests against every engine. A target starts a
+ * server on that engine with the probe handlers below registered.
+ */
+export interface ConformanceTarget {
+  name: string;
+  start(options?: { env?: Record<string, string>; dataDir?: string; keepDataDir?: boolean }): Promise<TestRuntime>;
+}
+
+/** What the probe handlers saw, keyed by job id. Shared by every server of this test process. */
+export const probe = {
+  starts: new Map<string, number[]>(),
+  aborted: new Set<string>(),
+  order: [] as string[],
+  reset(): void {
+    this.starts.clear();
+    this.aborted.clear();
+    this.order.length = 0;
+  },
+};
+
+function recordStart(ctx: HandlerContext): void {
+  const list = probe.starts.get(ctx.job.id) ?? [];
+  list.push(Date.now());
+  probe.starts.set(ctx.job.id, list);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+type Payload = Record<string, number | string | boolean | undefined>;
+
+export function registerProbeHandlers(registry: HandlerRegistry): void {
+  const add = (type: string, run: (ctx: HandlerContext<Payload>) => Promise<unknown>, extra: { queue?: string; concurrency?: number } = {}) =>
+    registry.register(
+      { type, ...extra, run: (ctx: HandlerContext) => run({ ...ctx, payload: (ctx.payload ?? {}) as Payload }) },
+      'conformance',
+    );
+
+  add('echo', async (ctx) => {
+    recordStart(ctx as HandlerContext);
+    return { echoed: ctx.payload ?? null };
+  });
+  // One at a time on its own queue, so the order of starts is the order of claims.
+  add(
+    'ordered',
+    async (ctx) => {
+      probe.order.push(String(ctx.payload['name']));
+      return null;
+    },
+    { queue: 'ordered', concurrency: 1 },
+  );
+  // Fails until attempt `succeedOn` (never, when absent).
+  add('flaky', async (ctx) => {
+    recordStart(ctx as HandlerContext);
+    const succeedOn = Number(ctx.payload['succeedOn'] ?? Number.POSITIVE_INFINITY);
+    if (ctx.attempt < succeedOn) throw Object.assign(new Error(`attempt ${ctx.attempt} failed`), { code: 'FLAKY' });
+    return { attempt: ctx.attempt };
+  });
+  add('fatal', async (ctx) => {
+    recordStart(ctx as HandlerContext);
+    throw new NonRetriableError('this cannot work', 'BAD_INPUT');
+  });
+  add('retry-after', async (ctx) => {
+    recordStart(ctx as HandlerContext);
+    if (ctx.attempt === 1) throw new RetryAfterError('come back later', Number(ctx.payload['ms']));
+    return 'ok';
+  });
+  // Sleeps `ms`; stops early when its signal fires unless `ignoreSignal`.
+  add(
+    'sleepy',
+    async (ctx) => {
+      recordStart(ctx as HandlerContext);
+      ctx.signal.addEventListener('abort', () => probe.aborted.add(ctx.job.id));
+      await sleep(Number(ctx.payload['ms'] ?? 1000), ctx.payload['ignoreSignal'] ? undefined : ctx.signal);
+      return { slept: true };
+    },
+    { concurrency: 100 },
+  );
+  add('chatty', async (ctx) => {
+    const count = Number(ctx.payload['count'] ?? 10);
+    for (let i = 1; i <= count; i += 1) {
+      ctx.delta(`chunk ${i}`);
+      if (i % 10 === 0) ctx.progress(Math.round((i / count) * 100));
+    }
+    ctx.log('done');
+    return { chunks: count };
+  });
+}
+
+export const targets: ConformanceTarget[] = [
+  {
+    name: 'embedded',
+    start: (options = {}) =>
+      startTestRuntime({
+        ...options,
+        env: { JOBLINE_SWEEP_INTERVAL: '100', ...options.env },
+        handlers: registerProbeHandlers,
+      }),
+  },
+];
+
+export interface JobView {
+  id: string;
+  state: string;
+  attemptsMade: number;
+  result: unknown;
+  error: { message: string; code?: string } | null;
+  progress: unknown;
+  createdAt: string;
+  runAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+/** A logged-in client of a test server. */
+export class Client {
+  constructor(
+    readonly server: TestRuntime,
+    readonly token: string,
+  ) {}
+
+  async submit(body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<JobView> {
+    const response = await this.server.request({ method: 'POST', url: '/v1/jobs', token: this.token, body, headers });
+    if (response.statusCode !== 201 && response.statusCode !== 200) throw new Error(`submit: ${response.statusCode} ${response.body}`);
+    return response.json();
+  }
+
+  async get(id: string): Promise<JobView> {
+    return (await this.server.request({ method: 'GET', url: `/v1/jobs/${id}`, token: this.token })).json();
+  }
+
+  async events(id: string): Promise<{ type: string; seq: number; data: Record<string, unknown> }[]> {
+    return (await this.server.request({ method: 'GET', url: `/v1/jobs/${id}/events`, token: this.token })).json().items;
+  }
+
+  async post(url: string, body?: unknown) {
+    return this.server.request({ method: 'POST', url, token: this.token, ...(body === undefined ? {} : { body }) });
+  }
+
+  /** Polls the job until `done` holds (default: it finished), or fails after `timeoutMs`. */
+  async waitFor(id: string, done: (job: JobView) => boolean = isFinished, timeoutMs = 10_000): Promise<JobView> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const job = await this.get(id);
+      if (done(job)) return job;
+      if (Date.now() > deadline) throw new Error(`job ${id} still ${job.state} after ${timeoutMs} ms: ${JSON.stringify(job)}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
+
+export function isFinished(job: JobView): boolean {
+  return job.state === 'completed' || job.state === 'failed' || job.state === 'cancelled';
+}
+
+export function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
