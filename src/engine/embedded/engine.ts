@@ -46,7 +46,6 @@ interface PendingWrite {
 }
 
 const SWEEP_BATCH = 500;
-const RETENTION_EVERY_MS = 10_000;
 /** Retention deletes in chunks and stops after this long, so a large backlog never stalls the engine. */
 const RETENTION_BUDGET_MS = 200;
 const MAX_TIMER_MS = 3_600_000;
@@ -354,7 +353,8 @@ export class EmbeddedEngine implements Engine {
       });
       this.promoteDue();
       const now = this.options.clock.now();
-      if (now - this.lastRetentionAt >= RETENTION_EVERY_MS) {
+      // Retention needs no haste: every tenth sweep.
+      if (now - this.lastRetentionAt >= 10 * (this.options.sweepIntervalMs ?? 1000)) {
         this.lastRetentionAt = now;
         this.purgeFinished(now);
       }

@@ -6,7 +6,7 @@ import type { JobRow } from '../records.js';
  * inside short synchronous transactions, so each batch commits atomically.
  */
 export function prepareStatements(db: SqliteDatabase.Database) {
-  const statement = <Row = unknown>(text: string) => db.prepare<unknown[], Row>(text);
+  const statement = <Row = unknown>(text: string): SqliteDatabase.Statement<unknown[], Row> => db.prepare<unknown[], Row>(text);
   return {
     insertJob: statement(`
       insert into jobs (id, queue, type, state, priority, payload, result, error, progress, attempts_made, max_attempts,
