@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
+import type { Server as SocketServer } from 'socket.io';
 import type { Logger } from 'pino';
 import { buildApp } from './config/app.js';
 import { createDatabase, migrateToLatest, type DatabaseHandle } from './config/database.js';
@@ -9,6 +10,10 @@ import { createMetrics, type Metrics } from './config/metrics.js';
 import { loadJwtSecret } from './config/secrets.js';
 import { EmbeddedEngine } from './engine/embedded/index.js';
 import type { Engine } from './engine/types.js';
+import { JobEventHub } from './events/hub.js';
+import { LocalEventBus, type EventBus } from './events/index.js';
+import { attachSocketEvents } from './events/socketEvents.js';
+import { createSocketServer } from './config/socket.js';
 import type { ReadinessCheck } from './routes/health.js';
 import { ensureFirstAdmin } from './services/firstAdmin.js';
 import { createServices, type Services } from './services/index.js';
@@ -37,6 +42,10 @@ export interface Runtime {
   readonly metrics: Metrics;
   readonly app: FastifyInstance;
   readonly workers: WorkerPool | null;
+  readonly bus: EventBus;
+  readonly hub: JobEventHub;
+  /** The Socket.IO server (roles api and all). */
+  readonly io: SocketServer | null;
   /** Stops accepting requests and claiming jobs, lets running jobs finish within the grace period, closes. Idempotent. */
   close(): Promise<void>;
 }
@@ -61,6 +70,11 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
     const registry = await createRegistry(config, overrides.registerHandlers);
     engine = overrides.engine ? overrides.engine({ clock, logger }) : createEngine(config, database, clock, logger);
+    const bus: EventBus = new LocalEventBus();
+    // Engines announce events after their rows are committed; the bus carries them to live clients.
+    engine.subscribe({ events: (events) => bus.publishJobEvents(events) });
+    const hub = new JobEventHub(bus, (jobId, afterSeq, limit) => jobEngine.listEvents(jobId, afterSeq, limit));
+    const jobEngine = engine;
     const services = createServices({
       db: database.db,
       clock,
@@ -77,13 +91,17 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
       engine,
       jobTypes: { defaultQueue: (type) => registry.get(type)?.queue, list: () => registry.types() },
       jobLimits: { maxPayloadBytes: config.maxPayloadBytes },
+      notify: (message) => bus.publishControl(message),
+      hub,
     });
     await ensureFirstAdmin(services.users, { email: config.adminEmail, password: config.adminPassword }, logger);
     const metrics = createMetrics();
-    const jobEngine = engine;
     metrics.setQueueCounts(() => jobEngine.listQueues());
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => database.ping() }];
-    const app = await buildApp({ config, logger, services, metrics, readiness, serveApi: config.role === 'api' || config.role === 'all' });
+    const serveApi = config.role === 'api' || config.role === 'all';
+    const app = await buildApp({ config, logger, services, metrics, readiness, serveApi });
+    const io = serveApi ? createSocketServer(app.server, { auth: services.auth, corsOrigins: config.corsOrigins }) : null;
+    const detachSockets = io ? attachSocketEvents({ io, hub, bus, jobs: services.jobs, metrics: metrics.realtime }) : () => undefined;
     await engine.start();
     const workers =
       config.role === 'worker' || config.role === 'all'
@@ -95,14 +113,19 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= (async () => {
+        detachSockets();
+        io?.local.disconnectSockets(true);
+        io?.engine.close();
         await app.close();
         await workers?.stop(config.shutdownGraceMs);
         await jobEngine.stop();
+        hub.close();
+        await bus.close();
         await database.close();
       })();
       return closing;
     };
-    return { config, logger, database, engine, registry, services, metrics, app, workers, close };
+    return { config, logger, database, engine, registry, services, metrics, app, workers, bus, hub, io, close };
   } catch (error) {
     await engine?.stop().catch(() => undefined);
     await database.close().catch(() => undefined);

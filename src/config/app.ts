@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { createAuthGuards } from '../middleware/auth.js';
-import { registerErrorHandling } from '../middleware/error.js';
+import { frameworkErrorHandler, registerErrorHandling } from '../middleware/error.js';
 import { registerRateLimit } from '../middleware/rateLimit.js';
 import { healthRoutes, type ReadinessCheck } from '../routes/health.js';
 import { v1Routes } from '../routes/index.js';
@@ -36,6 +36,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     loggerInstance,
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
+    // Queue names may have 200 characters; path parameters must fit them.
+    routerOptions: { maxParamLength: 256 },
+    frameworkErrors: frameworkErrorHandler,
     // Reuse a caller's request id when it is sane, so one id follows a request across services.
     genReqId: (request) => {
       const incoming = request.headers['x-request-id'];
@@ -72,7 +75,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   if (deps.serveApi) {
     await registerApiDocs(app);
-    await app.register(v1Routes, { prefix: '/v1', services: deps.services, guards: createAuthGuards(deps.services.auth) });
+    await app.register(v1Routes, {
+      prefix: '/v1',
+      services: deps.services,
+      guards: createAuthGuards(deps.services.auth),
+      realtime: deps.metrics.realtime,
+    });
   }
   return app;
 }

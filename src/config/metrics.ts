@@ -18,8 +18,16 @@ export interface JobMetrics {
   attemptStarted(labels: { queue: string; type: string }, waitMs: number): void;
 }
 
+/** What the live transports (Socket.IO, SSE) report. */
+export interface RealtimeMetrics {
+  connected(delta: number): void;
+  subscriptions(delta: number): void;
+  sent(count: number, transport?: 'socketio' | 'sse'): void;
+}
+
 export interface Metrics {
   readonly registry: Registry;
+  readonly realtime: RealtimeMetrics;
   readonly httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
   readonly jobs: JobMetrics;
   /** Supplies the jobs-by-queue-and-state gauge, read at each scrape. */
@@ -38,6 +46,19 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   const jobMetrics = createJobMetrics(registry);
+  const sockets = new Gauge({ name: 'jobline_socket_connections', help: 'Connected Socket.IO clients.', registers: [registry] });
+  const subscriptions = new Gauge({ name: 'jobline_subscriptions', help: 'Live subscriptions (Socket.IO and SSE).', registers: [registry] });
+  const sent = new Counter({
+    name: 'jobline_events_sent_total',
+    help: 'Job events sent to live clients.',
+    labelNames: ['transport'] as const,
+    registers: [registry],
+  });
+  const realtime: RealtimeMetrics = {
+    connected: (delta) => sockets.inc(delta),
+    subscriptions: (delta) => subscriptions.inc(delta),
+    sent: (count, transport = 'socketio') => sent.inc({ transport }, count),
+  };
   let readQueueCounts: (() => Promise<{ name: string; counts: Record<string, number> }[]>) | null = null;
   new Gauge({
     name: 'jobline_jobs',
@@ -56,6 +77,7 @@ export function createMetrics(): Metrics {
     registry,
     httpRequestDuration,
     jobs: jobMetrics,
+    realtime,
     setQueueCounts: (read) => {
       readQueueCounts = read;
     },

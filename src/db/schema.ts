@@ -58,6 +58,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   jobs: JobsTable;
   job_events: JobEventsTable;
+  job_tags: JobTagsTable;
   queues: QueuesTable;
 }
 
@@ -100,9 +101,16 @@ export interface JobEventsTable {
   id: Generated<number>;
   job_id: string;
   seq: number;
+  /** Last seq of a coalesced run of job.delta events (data: {chunks: [...]}); null for one event. */
+  seq_end: number | null;
   type: string;
   at: number;
   data: string;
+}
+
+export interface JobTagsTable {
+  tag: string;
+  job_id: string;
 }
 
 export interface QueuesTable {

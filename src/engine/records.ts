@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { Database, JobEventsTable, JobsTable } from '../db/schema.js';
 import {
   JOB_STATES,
@@ -49,19 +49,17 @@ export function rowToJob(row: JobRow): Job {
     runAt: Number(row.run_at),
     startedAt: row.started_at === null ? null : Number(row.started_at),
     finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+    lastSeq: row.last_seq,
   };
 }
 
-export function rowToEvent(row: JobEventRow, job: { queue: string; ownerId: string }): JobEvent {
-  return {
-    type: row.type as JobEventType,
-    jobId: row.job_id,
-    seq: row.seq,
-    at: Number(row.at),
-    data: JSON.parse(row.data) as Record<string, unknown>,
-    queue: job.queue,
-    ownerId: job.ownerId,
-  };
+/** The events a stored row holds: one, or a coalesced run of deltas (seq..seq_end). */
+export function rowToEvents(row: JobEventRow, job: { queue: string; ownerId: string }): JobEvent[] {
+  const base = { type: row.type as JobEventType, jobId: row.job_id, at: Number(row.at), queue: job.queue, ownerId: job.ownerId };
+  const data = JSON.parse(row.data) as Record<string, unknown>;
+  if (row.seq_end === null) return [{ ...base, seq: row.seq, data }];
+  const chunks = data['chunks'] as unknown[];
+  return chunks.map((chunk, index) => ({ ...base, seq: row.seq + index, data: { chunk } }));
 }
 
 export function emptyCounts(): QueueCounts {
@@ -83,10 +81,9 @@ export class JobRecords {
     if (filter.states !== undefined && filter.states.length > 0) query = query.where('state', 'in', filter.states);
     if (filter.queue !== undefined) query = query.where('queue', '=', filter.queue);
     if (filter.type !== undefined) query = query.where('type', '=', filter.type);
-    // Tags are a JSON array of strings: match the quoted element, with LIKE's wildcards escaped.
     if (filter.tag !== undefined) {
-      const pattern = `%${JSON.stringify(filter.tag).replace(/[%_\\]/g, '\\$&')}%`;
-      query = query.where(sql<boolean>`tags like ${pattern} escape '\\'`);
+      const tag = filter.tag;
+      query = query.where('id', 'in', (eb) => eb.selectFrom('job_tags').select('job_id').where('tag', '=', tag));
     }
     if (filter.createdAfter !== undefined) query = query.where('created_at', '>', filter.createdAfter);
     if (filter.createdBefore !== undefined) query = query.where('created_at', '<', filter.createdBefore);
@@ -109,11 +106,15 @@ export class JobRecords {
       .selectFrom('job_events')
       .selectAll()
       .where('job_id', '=', jobId)
-      .where('seq', '>', afterSeq)
+      .where((eb) => eb(eb.fn.coalesce('seq_end', 'seq'), '>', afterSeq))
       .orderBy('seq')
       .limit(limit)
       .execute();
-    return rows.map((row) => rowToEvent(row, { queue: job.queue, ownerId: job.owner_id }));
+    const owner = { queue: job.queue, ownerId: job.owner_id };
+    return rows
+      .flatMap((row) => rowToEvents(row, owner))
+      .filter((event) => event.seq > afterSeq)
+      .slice(0, limit);
   }
 
   /** Every queue that has jobs or settings, with counts per state. */

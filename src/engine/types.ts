@@ -48,6 +48,8 @@ export interface Job {
   runAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+  /** The seq of the job's latest event. */
+  lastSeq: number;
 }
 
 /** What a submission asks for; the service has validated it and filled in defaults. */

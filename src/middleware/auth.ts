@@ -1,4 +1,4 @@
-import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
 import type { AuthService, Principal } from '../services/authService.js';
 import { hasScope, type Scope } from '../services/scopes.js';
 import { errors } from '../utils/errors.js';
@@ -9,15 +9,16 @@ declare module 'fastify' {
   }
 }
 
+/** Guards run as preValidation hooks: after the rate limit, before input is validated, so a caller without credentials learns nothing about the input. */
 export interface AuthGuards {
   /** Any authenticated user whose credentials carry `scope`. */
-  user(scope: Scope): preHandlerAsyncHookHandler;
+  user(scope: Scope): preValidationAsyncHookHandler;
   /** An administrator whose credentials carry `scope`. */
-  admin(scope: Scope): preHandlerAsyncHookHandler;
+  admin(scope: Scope): preValidationAsyncHookHandler;
 }
 
 export function createAuthGuards(auth: AuthService): AuthGuards {
-  const guard = (scope: Scope, adminOnly: boolean): preHandlerAsyncHookHandler =>
+  const guard = (scope: Scope, adminOnly: boolean): preValidationAsyncHookHandler =>
     async function authenticate(request) {
       const principal = await auth.authenticate(request.headers.authorization);
       request.principal = principal;

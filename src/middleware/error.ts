@@ -1,4 +1,11 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+/** Errors the router raises before any route runs (a malformed URL, an overlong parameter). */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+  const code = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'JOBLINE_URL_TOO_LONG' : 'JOBLINE_BAD_URL';
+  sendProblem(request, reply, new AppError(code, status, error.message));
+}
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { AppError, errorCode, errors, statusTitle, toError, type FieldError } from '../utils/errors.js';
 
@@ -13,7 +20,8 @@ export function registerErrorHandling(app: FastifyInstance, options: { bodyLimit
   });
 
   app.setErrorHandler((thrown: unknown, request, reply) => {
-    const appError = toAppError(thrown, options.bodyLimit);
+    // A route may allow more than the app-wide limit (bulk submission): quote the one that applied.
+    const appError = toAppError(thrown, request.routeOptions.bodyLimit ?? options.bodyLimit);
     if (appError.status >= 500) {
       request.log.error({ err: toError(thrown) }, 'request failed');
     } else {
@@ -50,10 +58,15 @@ export function toAppError(thrown: unknown, bodyLimit: number): AppError {
   if (thrown instanceof AppError) return thrown;
   if (hasZodFastifySchemaValidationErrors(thrown)) {
     const context = (thrown as { validationContext?: string }).validationContext ?? 'body';
-    const fieldErrors: FieldError[] = thrown.validation.map((issue) => ({
-      path: [context, ...issue.instancePath.split('/').filter(Boolean)].join('.'),
-      message: issue.message ?? 'is invalid',
-    }));
+    const fieldErrors: FieldError[] = thrown.validation.flatMap((issue) => {
+      const path = [context, ...issue.instancePath.split('/').filter(Boolean)];
+      // An unknown field is reported on its parent object; name the field itself.
+      const keys = (issue.params as { keys?: unknown }).keys;
+      if (issue.keyword === 'unrecognized_keys' && Array.isArray(keys)) {
+        return keys.map((key) => ({ path: [...path, String(key)].join('.'), message: 'is not a known field' }));
+      }
+      return [{ path: path.join('.'), message: issue.message ?? 'is invalid' }];
+    });
     const summary = fieldErrors.map((fieldError) => `${fieldError.path}: ${fieldError.message}`).join('; ');
     return errors.validation(`The request is invalid: ${summary}`, fieldErrors);
   }

@@ -23,7 +23,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
   routes.get(
     '/admin/queues',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: { tags: ['admin'], summary: 'Every queue with its job counts', security: bearerSecurity, response: { 200: z.array(queueSchema) } },
     },
     async () => queues.list(),
@@ -33,7 +33,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
     routes.post(
       `/admin/queues/:name/${action}`,
       {
-        preHandler: adminOnly,
+        preValidation: adminOnly,
         schema: {
           tags: ['admin'],
           summary:
@@ -52,7 +52,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
   routes.post(
     '/admin/queues/:name/retry-failed',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: {
         tags: ['admin'],
         summary: 'Put every failed job of a queue back in it (the dead-letter queue, replayed)',
@@ -67,7 +67,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
   routes.delete(
     '/admin/queues/:name/jobs',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: {
         tags: ['admin'],
         summary: 'Delete a queue’s finished jobs in one state, optionally only those finished before `olderThan`',

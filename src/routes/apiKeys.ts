@@ -25,7 +25,7 @@ export async function apiKeyRoutes(app: FastifyInstance, options: { services: Se
   routes.post(
     '/api-keys',
     {
-      preHandler: guards.user('account:write'),
+      preValidation: guards.user('account:write'),
       schema: {
         tags: ['api keys'],
         summary: 'Create an API key (the key is shown only in this response)',
@@ -44,7 +44,7 @@ export async function apiKeyRoutes(app: FastifyInstance, options: { services: Se
   routes.get(
     '/api-keys',
     {
-      preHandler: guards.user('account:read'),
+      preValidation: guards.user('account:read'),
       schema: {
         tags: ['api keys'],
         summary: 'Your API keys that are not revoked',
@@ -58,7 +58,7 @@ export async function apiKeyRoutes(app: FastifyInstance, options: { services: Se
   routes.delete(
     '/api-keys/:id',
     {
-      preHandler: guards.user('account:write'),
+      preValidation: guards.user('account:write'),
       schema: { tags: ['api keys'], summary: 'Revoke an API key', security: bearerSecurity, params: idParamsSchema },
     },
     async (request, reply) => {

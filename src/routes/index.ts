@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { RealtimeMetrics } from '../config/metrics.js';
 import type { AuthGuards } from '../middleware/auth.js';
 import type { Services } from '../services/index.js';
 import { adminRoutes } from './admin.js';
@@ -8,12 +9,15 @@ import { jobRoutes } from './jobs.js';
 import { userRoutes } from './users.js';
 
 /** Every /v1 route. Health, metrics and docs live outside the version prefix. */
-export async function v1Routes(app: FastifyInstance, options: { services: Services; guards: AuthGuards }): Promise<void> {
+export async function v1Routes(
+  app: FastifyInstance,
+  options: { services: Services; guards: AuthGuards; realtime: RealtimeMetrics },
+): Promise<void> {
   // Only what the children need: passing `options` on would repeat its `prefix`.
   const deps = { services: options.services, guards: options.guards };
   await app.register(authRoutes, deps);
   await app.register(userRoutes, deps);
   await app.register(apiKeyRoutes, deps);
-  await app.register(jobRoutes, deps);
+  await app.register(jobRoutes, { ...deps, realtime: options.realtime });
   await app.register(adminRoutes, deps);
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { RealtimeMetrics } from '../config/metrics.js';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../engine/lifecycle.js';
 import { JOB_STATES } from '../engine/types.js';
 import { principalOf, type AuthGuards } from '../middleware/auth.js';
@@ -11,6 +12,7 @@ const DAY_MS = 86_400_000;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$/;
 const BULK_MAX = 1000;
 const BULK_BODY_LIMIT = 64 * 1024 * 1024;
+const SSE_PING_MS = 15_000;
 
 const backoffSchema = z
   .object({
@@ -37,7 +39,8 @@ export const jobInputSchema = z
     singletonKey: z.string().min(1).max(255).optional(),
     tags: z.array(z.string().min(1).max(64)).max(20).optional(),
   })
-  .strict();
+  .strict()
+  .refine((job) => job.delay === undefined || job.runAt === undefined, { message: 'send delay or runAt, not both', path: ['runAt'] });
 
 export const jobSchema = z
   .object({
@@ -87,7 +90,10 @@ const listQuerySchema = z.object({
   cursor: z.string().max(512).optional(),
 });
 
-export async function jobRoutes(app: FastifyInstance, options: { services: Services; guards: AuthGuards }): Promise<void> {
+export async function jobRoutes(
+  app: FastifyInstance,
+  options: { services: Services; guards: AuthGuards; realtime: RealtimeMetrics },
+): Promise<void> {
   const routes = app.withTypeProvider<ZodTypeProvider>();
   const { jobs } = options.services;
   const { guards } = options;
@@ -95,7 +101,7 @@ export async function jobRoutes(app: FastifyInstance, options: { services: Servi
   routes.post(
     '/jobs',
     {
-      preHandler: guards.user('jobs:write'),
+      preValidation: guards.user('jobs:write'),
       schema: {
         tags: ['jobs'],
         summary: 'Submit a job',
@@ -119,7 +125,7 @@ export async function jobRoutes(app: FastifyInstance, options: { services: Servi
   routes.post(
     '/jobs/bulk',
     {
-      preHandler: guards.user('jobs:write'),
+      preValidation: guards.user('jobs:write'),
       bodyLimit: BULK_BODY_LIMIT,
       schema: {
         tags: ['jobs'],
@@ -135,7 +141,7 @@ export async function jobRoutes(app: FastifyInstance, options: { services: Servi
   routes.get(
     '/jobs',
     {
-      preHandler: guards.user('jobs:read'),
+      preValidation: guards.user('jobs:read'),
       schema: {
         tags: ['jobs'],
         summary: 'List jobs, newest first (yours; every job for an admin)',
@@ -150,21 +156,32 @@ export async function jobRoutes(app: FastifyInstance, options: { services: Servi
   routes.get(
     '/jobs/:id',
     {
-      preHandler: guards.user('jobs:read'),
+      preValidation: guards.user('jobs:read'),
       schema: { tags: ['jobs'], summary: 'One job', security: bearerSecurity, params: idParamsSchema, response: { 200: jobSchema } },
     },
     async (request) => jobs.get(principalOf(request), request.params.id),
   );
 
+  // Open event streams, ended when the server shuts down so closing never waits on a client.
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of streams) end();
+  });
+
   routes.get(
     '/jobs/:id/events',
     {
-      preHandler: guards.user('jobs:read'),
+      preValidation: guards.user('jobs:read'),
       schema: {
         tags: ['jobs'],
-        summary: 'A job’s events after `fromSeq`, in order',
+        summary: 'A job’s events after `fromSeq`, in order; with Accept: text/event-stream, a live stream',
+        description:
+          'With `Accept: text/event-stream` the answer is Server-Sent Events: `id:` is the seq, `event:` the type, `data:` ' +
+          'the event object. It replays events after `fromSeq` (or the `Last-Event-ID` header), continues live, sends a ' +
+          '`: ping` comment every 15 s, and ends after the job’s final event.',
         security: bearerSecurity,
         params: idParamsSchema,
+        headers: z.object({ 'last-event-id': z.string().regex(/^\d+$/).optional() }),
         querystring: z.object({
           fromSeq: z.coerce.number().int().min(0).default(0),
           limit: z.coerce.number().int().min(1).max(10_000).default(1000),
@@ -172,16 +189,73 @@ export async function jobRoutes(app: FastifyInstance, options: { services: Servi
         response: { 200: z.object({ items: z.array(eventSchema) }) },
       },
     },
-    async (request) => ({
-      items: await jobs.events(principalOf(request), request.params.id, request.query.fromSeq, request.query.limit),
-    }),
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const { id } = request.params;
+      if (!String(request.headers.accept ?? '').includes('text/event-stream')) {
+        return { items: await jobs.events(principal, id, request.query.fromSeq, request.query.limit) };
+      }
+      const lastEventId = request.headers['last-event-id'];
+      const fromSeq = lastEventId === undefined ? request.query.fromSeq : Number(lastEventId);
+      await jobs.visibleJob(principal, id);
+      const raw = reply.hijack().raw;
+      raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+        'x-request-id': String(request.id),
+      });
+      raw.write('retry: 2000\n\n');
+      options.realtime.subscriptions(1);
+      let open = true;
+      let follower: { close(): void } | null = null;
+      const ping = setInterval(() => raw.write(': ping\n\n'), SSE_PING_MS);
+      const end = () => {
+        if (!open) return;
+        open = false;
+        clearInterval(ping);
+        follower?.close();
+        streams.delete(end);
+        options.realtime.subscriptions(-1);
+        raw.end();
+      };
+      streams.add(end);
+      raw.on('close', end);
+      follower = await jobs.follow(principal, id, fromSeq, {
+        event: (event) => {
+          raw.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+          options.realtime.sent(1, 'sse');
+        },
+        end,
+      });
+      // The stream may have ended (client gone, job already finished) before follow() returned.
+      if (!open) follower.close();
+      return reply;
+    },
+  );
+
+  routes.get(
+    '/jobs/:id/result',
+    {
+      preValidation: guards.user('jobs:read'),
+      schema: {
+        tags: ['jobs'],
+        summary: 'The job once it has finished, waiting up to `wait` seconds (≤ 60); the job as it is otherwise',
+        security: bearerSecurity,
+        params: idParamsSchema,
+        querystring: z.object({ wait: z.coerce.number().int().min(0).max(60).default(0) }),
+        response: { 200: jobSchema },
+      },
+    },
+    async (request) => jobs.waitForResult(principalOf(request), request.params.id, request.query.wait * 1000),
   );
 
   for (const action of ['cancel', 'retry'] as const) {
     routes.post(
       `/jobs/:id/${action}`,
       {
-        preHandler: guards.user('jobs:write'),
+        preValidation: guards.user('jobs:write'),
         schema: {
           tags: ['jobs'],
           summary:
@@ -200,7 +274,7 @@ export async function jobRoutes(app: FastifyInstance, options: { services: Servi
   routes.delete(
     '/jobs/:id',
     {
-      preHandler: guards.user('jobs:write'),
+      preValidation: guards.user('jobs:write'),
       schema: { tags: ['jobs'], summary: 'Delete a finished job and its events', security: bearerSecurity, params: idParamsSchema },
     },
     async (request, reply) => {

@@ -23,7 +23,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.get(
     '/me',
     {
-      preHandler: guards.user('account:read'),
+      preValidation: guards.user('account:read'),
       schema: { tags: ['accounts'], summary: 'The calling user', security: bearerSecurity, response: { 200: userSchema } },
     },
     async (request) => users.get(principalOf(request).userId),
@@ -32,7 +32,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.patch(
     '/me',
     {
-      preHandler: guards.user('account:write'),
+      preValidation: guards.user('account:write'),
       schema: {
         tags: ['accounts'],
         summary: 'Change your password (ends your other sessions)',
@@ -49,7 +49,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.get(
     '/users',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: {
         tags: ['users'],
         summary: 'List users, newest first (admin)',
@@ -64,7 +64,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.post(
     '/users',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: {
         tags: ['users'],
         summary: 'Create a user (admin)',
@@ -79,7 +79,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.get(
     '/users/:id',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: { tags: ['users'], summary: 'One user (admin)', security: bearerSecurity, params: idParamsSchema, response: { 200: userSchema } },
     },
     async (request) => users.get(request.params.id),
@@ -88,7 +88,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.patch(
     '/users/:id',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: {
         tags: ['users'],
         summary: 'Change a user’s email, password or role (admin)',
@@ -110,7 +110,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
   routes.delete(
     '/users/:id',
     {
-      preHandler: adminOnly,
+      preValidation: adminOnly,
       schema: {
         tags: ['users'],
         summary: 'Delete a user with their API keys and sessions (admin)',

@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { ApiKeysTable, Database } from '../db/schema.js';
+import type { ControlMessage } from '../events/index.js';
 import type { Clock } from '../utils/clock.js';
 import { toIso, toIsoOrNull } from '../utils/clock.js';
 import { sha256 } from '../utils/crypto.js';
@@ -50,6 +51,8 @@ export class ApiKeyService {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    /** Told when a key is revoked, so live connections made with it close too. */
+    private readonly notify: (message: ControlMessage) => void = () => undefined,
   ) {}
 
   async create(
@@ -96,6 +99,7 @@ export class ApiKeyService {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) === 0) throw errors.apiKeyNotFound();
+    this.notify({ type: 'apiKey.revoked', apiKeyId: id });
   }
 
   /** The key's owner and scopes, or an invalidApiKey error when it is unknown, expired or revoked. */

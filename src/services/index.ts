@@ -1,5 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Engine } from '../engine/types.js';
+import type { JobEventHub } from '../events/hub.js';
+import type { ControlMessage } from '../events/index.js';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import type { Clock } from '../utils/clock.js';
@@ -30,13 +32,16 @@ export interface ServiceDependencies {
   engine: Engine;
   jobTypes: JobTypes;
   jobLimits: JobLimits;
+  /** Session-ending notices for live connections (the event bus). */
+  notify: (message: ControlMessage) => void;
+  hub: JobEventHub;
 }
 
 export function createServices(deps: ServiceDependencies): Services {
-  const users = new UserService(deps.db, deps.clock);
-  const apiKeys = new ApiKeyService(deps.db, deps.clock);
+  const users = new UserService(deps.db, deps.clock, deps.notify);
+  const apiKeys = new ApiKeyService(deps.db, deps.clock, deps.notify);
   const throttle = new LoginThrottle(deps.counters, deps.clock);
   const auth = new AuthService(deps.db, users, apiKeys, throttle, deps.mailer, deps.auth, deps.clock, deps.logger);
-  const jobs = new JobService(deps.engine, deps.jobTypes, deps.jobLimits, deps.clock);
+  const jobs = new JobService(deps.engine, deps.jobTypes, deps.jobLimits, deps.clock, deps.hub);
   return { users, apiKeys, auth, jobs, queues: new QueueService(deps.engine) };
 }

@@ -1,4 +1,6 @@
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../engine/lifecycle.js';
+import { FINISHED_STATES } from '../engine/types.js';
+import { isFinalEvent, type Follower, type JobEventHub } from '../events/hub.js';
 import type { BackoffPolicy, Engine, Job, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
 import type { Clock } from '../utils/clock.js';
 import { toIso, toIsoOrNull } from '../utils/clock.js';
@@ -117,6 +119,7 @@ export class JobService {
     private readonly types: JobTypes,
     private readonly limits: JobLimits,
     private readonly clock: Clock,
+    private readonly hub: JobEventHub,
   ) {}
 
   async submit(
@@ -197,6 +200,61 @@ export class JobService {
   async delete(principal: Principal, id: string): Promise<void> {
     await this.visibleJob(principal, id);
     await this.engine.deleteJob(id);
+  }
+
+  /**
+   * Streams a job's events after `fromSeq`, then live ones, and calls `end` after its final event
+   * (at once when it had finished before `fromSeq`).
+   */
+  async follow(
+    principal: Principal,
+    id: string,
+    fromSeq: number,
+    handlers: { event(event: PublicEvent): void; end(): void },
+  ): Promise<Follower> {
+    await this.visibleJob(principal, id);
+    let ended = false;
+    let follower: Follower | null = null;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      follower?.close();
+      handlers.end();
+    };
+    follower = this.hub.follow({
+      jobId: id,
+      fromSeq,
+      deliver: (event) => {
+        if (ended) return;
+        handlers.event(toPublicEvent(event));
+        if (isFinalEvent(event)) end();
+      },
+      caughtUp: () => {
+        // Finished before fromSeq: nothing more will come.
+        void this.engine.getJob(id).then((job) => {
+          if (!job || (FINISHED_STATES.includes(job.state) && job.lastSeq <= fromSeq)) end();
+        });
+      },
+      onError: end,
+    });
+    return { close: end };
+  }
+
+
+  /** Answers when the job finishes, or with the job as it is when `waitMs` runs out. */
+  async waitForResult(principal: Principal, id: string, waitMs: number): Promise<PublicJob> {
+    const job = await this.visibleJob(principal, id);
+    if (FINISHED_STATES.includes(job.state) || waitMs === 0) return toPublicJob(job);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      const follower = this.hub.follow({ jobId: id, fromSeq: job.lastSeq, deliver: (event) => isFinalEvent(event) && done(), onError: done });
+      function done() {
+        clearTimeout(timer);
+        follower.close();
+        resolve();
+      }
+    });
+    return toPublicJob(await this.visibleJob(principal, id));
   }
 
   /** The job, if this principal may see it; another user's job is "not found", not "forbidden". */

@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Database, UsersTable } from '../db/schema.js';
+import type { ControlMessage } from '../events/index.js';
 import type { Clock } from '../utils/clock.js';
 import { toIso } from '../utils/clock.js';
 import { hashPassword, verifyPassword } from '../utils/crypto.js';
@@ -38,6 +39,8 @@ export class UserService {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    /** Told when a user's sessions end, so live connections close too. */
+    private readonly notify: (message: ControlMessage) => void = () => undefined,
   ) {}
 
   async create(input: { email: string; password: string; role: Role }): Promise<User> {
@@ -123,7 +126,10 @@ export class UserService {
       })
       .where('id', '=', id)
       .execute();
-    if (endsSessions) await this.revokeRefreshTokens(id);
+    if (endsSessions) {
+      await this.revokeRefreshTokens(id);
+      this.notify({ type: 'user.sessionsRevoked', userId: id });
+    }
     return this.get(id);
   }
 
@@ -139,6 +145,7 @@ export class UserService {
     if (!row) throw errors.userNotFound();
     if (row.role === 'admin') await this.assertAnotherAdmin(id);
     await this.db.deleteFrom('users').where('id', '=', id).execute();
+    this.notify({ type: 'user.sessionsRevoked', userId: id });
   }
 
   async revokeRefreshTokens(userId: string): Promise<void> {

@@ -1,6 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { toError } from '../utils/errors.js';
 import type { JobHandler } from './types.js';
 
 export const DEFAULT_QUEUE = 'default';
@@ -88,7 +89,7 @@ export async function loadHandlersDir(registry: HandlerRegistry, dir: string): P
     if (!statSync(dir).isDirectory()) throw new Error('not a directory');
     entries = readdirSync(dir).sort();
   } catch (error) {
-    throw new HandlerLoadError(`JOBLINE_HANDLERS_DIR: cannot read ${dir}: ${(error as Error).message}`);
+    throw new HandlerLoadError(`JOBLINE_HANDLERS_DIR: cannot read ${dir}: ${toError(error).message}`);
   }
   const loaded: RegisteredHandler[] = [];
   for (const entry of entries) {
@@ -98,7 +99,7 @@ export async function loadHandlersDir(registry: HandlerRegistry, dir: string): P
     try {
       module = (await import(pathToFileURL(file).href)) as { default?: unknown };
     } catch (error) {
-      throw new HandlerLoadError(`${file}: failed to load: ${(error as Error).message}`);
+      throw new HandlerLoadError(`${file}: failed to load: ${toError(error).message}`);
     }
     loaded.push(registry.register(module.default, file));
   }

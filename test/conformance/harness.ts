@@ -89,6 +89,20 @@ export function registerProbeHandlers(registry: HandlerRegistry): void {
     },
     { concurrency: 100 },
   );
+  // Streams `count` deltas, pausing `everyMs` after each `batch` of them.
+  add(
+    'streamer',
+    async (ctx) => {
+      const count = Number(ctx.payload['count'] ?? 100);
+      const batch = Number(ctx.payload['batch'] ?? 10);
+      for (let i = 1; i <= count; i += 1) {
+        ctx.delta(`token ${i}`);
+        if (i % batch === 0) await sleep(Number(ctx.payload['everyMs'] ?? 5), ctx.signal);
+      }
+      return { tokens: count };
+    },
+    { concurrency: 100 },
+  );
   add('chatty', async (ctx) => {
     const count = Number(ctx.payload['count'] ?? 10);
     for (let i = 1; i <= count; i += 1) {

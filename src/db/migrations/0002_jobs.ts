@@ -65,11 +65,22 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('id', postgres ? 'bigserial' : 'integer', (column) => (postgres ? column.primaryKey() : column.primaryKey().autoIncrement()))
     .addColumn('job_id', 'varchar(36)', (column) => column.notNull())
     .addColumn('seq', 'integer', (column) => column.notNull())
+    // A run of job.delta events is one row holding seq..seq_end; null for a single event.
+    .addColumn('seq_end', 'integer')
     .addColumn('type', 'varchar(32)', (column) => column.notNull())
     .addColumn('at', 'bigint', (column) => column.notNull())
     .addColumn('data', 'text', (column) => column.notNull())
     .execute();
   await db.schema.createIndex('job_events_job_seq').on('job_events').columns(['job_id', 'seq']).unique().execute();
+
+  // One row per tag of a job: filtering by tag is an exact, indexed match.
+  await db.schema
+    .createTable('job_tags')
+    .addColumn('tag', 'varchar(64)', (column) => column.notNull())
+    .addColumn('job_id', 'varchar(36)', (column) => column.notNull())
+    .addPrimaryKeyConstraint('job_tags_pk', ['tag', 'job_id'])
+    .execute();
+  await db.schema.createIndex('job_tags_job').on('job_tags').column('job_id').execute();
 
   await db.schema
     .createTable('queues')
@@ -80,5 +91,5 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  for (const table of ['queues', 'job_events', 'jobs']) await db.schema.dropTable(table).execute();
+  for (const table of ['queues', 'job_tags', 'job_events', 'jobs']) await db.schema.dropTable(table).execute();
 }

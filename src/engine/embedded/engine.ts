@@ -158,8 +158,7 @@ export class EmbeddedEngine implements Engine {
       if (row.state !== 'completed' && row.state !== 'failed' && row.state !== 'cancelled') {
         throw errors.jobStateConflict(`Only finished jobs can be deleted; this one is ${row.state}. Cancel it first.`);
       }
-      this.st.deleteEvents.run(id);
-      this.st.deleteJob.run(id);
+      writes.deleteJob(this.st, id);
     });
   }
 
@@ -240,8 +239,7 @@ export class EmbeddedEngine implements Engine {
         const ids = this.st.finishedInQueue.all(queue, state, finishedBefore, finishedBefore, SWEEP_BATCH);
         if (ids.length === 0) return count;
         for (const { id } of ids) {
-          this.st.deleteEvents.run(id);
-          this.st.deleteJob.run(id);
+          writes.deleteJob(this.st, id);
         }
         count += ids.length;
       }
@@ -376,8 +374,7 @@ export class EmbeddedEngine implements Engine {
         const deleted = this.transact(() => {
           const ids = this.st.finishedBefore.all(state, cutoff, SWEEP_BATCH);
           for (const { id } of ids) {
-            this.st.deleteEvents.run(id);
-            this.st.deleteJob.run(id);
+            writes.deleteJob(this.st, id);
           }
           return ids.length;
         });

@@ -15,7 +15,7 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       values (@id, @queue, @type, @state, @priority, @payload, @result, @error, @progress, @attempts_made, @max_attempts,
         @crash_count, @backoff, @timeout_ms, @expires_at, @idempotency_key, @singleton_key, @tags, @owner_id, @schedule_id,
         @created_at, @run_at, @started_at, @finished_at, @lease_token, @lease_expires_at, @worker_id, @last_seq)`),
-    insertEvent: statement(`insert into job_events (job_id, seq, type, at, data) values (?, ?, ?, ?, ?)`),
+    insertEvent: statement(`insert into job_events (job_id, seq, seq_end, type, at, data) values (?, ?, ?, ?, ?, ?)`),
     jobById: statement<JobRow>(`select * from jobs where id = ?`),
     jobByIdempotencyKey: statement<JobRow>(`select * from jobs where owner_id = ? and idempotency_key = ?`),
     liveJobBySingletonKey: statement<JobRow>(
@@ -58,6 +58,8 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       `select id from jobs where queue = ? and state = ? and (? is null or finished_at < ?) limit ?`,
     ),
     failedInQueue: statement<{ id: string }>(`select id from jobs where queue = ? and state = 'failed' limit ?`),
+    insertTag: statement(`insert or ignore into job_tags (tag, job_id) values (?, ?)`),
+    deleteTags: statement(`delete from job_tags where job_id = ?`),
     deleteEvents: statement(`delete from job_events where job_id = ?`),
     deleteJob: statement(`delete from jobs where id = ?`),
     upsertQueue: statement(`

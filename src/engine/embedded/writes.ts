@@ -45,7 +45,7 @@ export interface WriteContext {
 function addEvent(ctx: WriteContext, row: JobRow, type: JobEventType, data: Record<string, unknown>): number {
   const seq = row.last_seq + 1;
   row.last_seq = seq;
-  ctx.st.insertEvent.run(row.id, seq, type, ctx.now, JSON.stringify(data));
+  ctx.st.insertEvent.run(row.id, seq, null, type, ctx.now, JSON.stringify(data));
   ctx.changes.events.push({ type, jobId: row.id, seq, at: ctx.now, data, queue: row.queue, ownerId: row.owner_id });
   return seq;
 }
@@ -92,6 +92,7 @@ export function insertJob(ctx: WriteContext, id: string, job: NewJob): JobRow {
   // The event first: it sets row.last_seq, so the job row is written once, complete.
   addEvent(ctx, row, 'job.created', {});
   ctx.st.insertJob.run(row);
+  for (const tag of job.tags) ctx.st.insertTag.run(tag, id);
   if (state === 'queued') ctx.changes.available.add(job.queue);
   else ctx.changes.scheduledAt.push(runAt);
   return row;
@@ -221,10 +222,29 @@ export function appendHandlerEvents(ctx: WriteContext, jobId: string, token: str
   const row = heldRow(ctx, jobId, token);
   if (!row) return false;
   let progress: unknown;
+  let chunks: unknown[] = [];
+  // Consecutive deltas share one row (seq..seq_end): a streaming handler writes a row per batch, not per chunk.
+  const writeChunks = () => {
+    if (chunks.length === 0) return;
+    const first = row.last_seq + 1;
+    const last = row.last_seq + chunks.length;
+    ctx.st.insertEvent.run(row.id, first, chunks.length > 1 ? last : null, 'job.delta', ctx.now, JSON.stringify(chunks.length > 1 ? { chunks } : { chunk: chunks[0] }));
+    chunks.forEach((chunk, index) =>
+      ctx.changes.events.push({ type: 'job.delta', jobId: row.id, seq: first + index, at: ctx.now, data: { chunk }, queue: row.queue, ownerId: row.owner_id }),
+    );
+    row.last_seq = last;
+    chunks = [];
+  };
   for (const event of events) {
+    if (event.type === 'job.delta') {
+      chunks.push(event.data.chunk);
+      continue;
+    }
+    writeChunks();
     addEvent(ctx, row, event.type, event.data);
     if (event.type === 'job.progress') progress = event.data.progress;
   }
+  writeChunks();
   if (progress !== undefined) ctx.st.setProgress.run(JSON.stringify(progress), row.last_seq, row.id);
   else ctx.st.setLastSeq.run(row.last_seq, row.id);
   return true;
@@ -241,4 +261,11 @@ export function manualRetry(ctx: WriteContext, row: JobRow): JobRow {
   ctx.st.markRetried.run({ id: row.id, now: ctx.now, seq });
   ctx.changes.available.add(row.queue);
   return ctx.st.jobById.get(row.id) as JobRow;
+}
+
+/** Removes a job with its events and tags. */
+export function deleteJob(st: Statements, jobId: string): void {
+  st.deleteEvents.run(jobId);
+  st.deleteTags.run(jobId);
+  st.deleteJob.run(jobId);
 }

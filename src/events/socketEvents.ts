@@ -1,0 +1,219 @@
+import type { Server, Socket } from 'socket.io';
+import type { RealtimeMetrics } from '../config/metrics.js';
+import { z } from 'zod';
+import type { JobEvent } from '../engine/types.js';
+import type { Principal } from '../services/authService.js';
+import type { JobService } from '../services/jobService.js';
+import { toPublicEvent } from '../services/jobService.js';
+import { AppError, errors, toError } from '../utils/errors.js';
+import type { JobEventHub } from './hub.js';
+import type { ControlMessage, EventBus } from './index.js';
+
+/**
+ * Socket.IO subscriptions: a job (replay after `fromSeq`, then live), a queue (admins), or all
+ * of one's jobs (every job for an admin). Live events reach sockets through rooms, so each event
+ * is encoded once however many sockets follow it.
+ */
+
+type SocketMetrics = RealtimeMetrics;
+
+interface SocketState {
+  principal: Principal;
+  /** Job subscriptions still replaying, by job id. */
+  replaying: Map<string, { close(): void }>;
+  rooms: Set<string>;
+  expiryTimer: NodeJS.Timeout | null;
+}
+
+const jobTarget = z.object({ jobId: z.uuid(), fromSeq: z.number().int().min(0).optional() }).strict();
+const queueTarget = z.object({ queue: z.string().min(1).max(200) }).strict();
+const allTarget = z.object({ all: z.literal(true) }).strict();
+const target = z.union([jobTarget, queueTarget, allTarget]);
+type Target = z.infer<typeof target>;
+type Ack = (answer: Record<string, unknown>) => void;
+
+export interface SocketEventsDependencies {
+  io: Server;
+  hub: JobEventHub;
+  bus: EventBus;
+  jobs: JobService;
+  metrics: SocketMetrics;
+}
+
+export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
+  const { io, hub, metrics } = deps;
+  const stopEvents = hub.onEvent((event) => broadcast(io, event, metrics));
+  const stopControl = deps.bus.onControl((message) => endSessions(io, message));
+
+  io.on('connection', (socket) => {
+    const state: SocketState = { principal: socket.data.principal as Principal, replaying: new Map(), rooms: new Set(), expiryTimer: null };
+    metrics.connected(1);
+    const expiresAt = state.principal.expiresAt;
+    if (expiresAt !== null) {
+      state.expiryTimer = setTimeout(() => endSession(socket, 'JOBLINE_TOKEN_EXPIRED', 'The access token expired; reconnect with a new one.'), Math.max(0, expiresAt - Date.now()));
+    }
+    socket.on('subscribe', (raw: unknown, ack?: unknown) => {
+      void subscribe(deps, socket, state, raw).then(
+        ({ answer, afterAck }) => {
+          // The ack (with the snapshot) goes out before any replayed event.
+          reply(ack, answer);
+          afterAck?.();
+        },
+        (error: unknown) => reply(ack, failure(error)),
+      );
+    });
+    socket.on('unsubscribe', (raw: unknown, ack?: unknown) => {
+      const parsed = target.safeParse(raw);
+      if (!parsed.success) return reply(ack, failure(errors.validation('Unsubscribe from {jobId}, {queue} or {all: true}.')));
+      leave(socket, state, parsed.data, metrics);
+      reply(ack, { ok: true });
+    });
+    socket.on('disconnect', () => {
+      if (state.expiryTimer) clearTimeout(state.expiryTimer);
+      for (const follower of state.replaying.values()) follower.close();
+      metrics.subscriptions(-(state.rooms.size + state.replaying.size));
+      metrics.connected(-1);
+    });
+  });
+
+  return () => {
+    stopEvents();
+    stopControl();
+  };
+}
+
+interface Subscribed {
+  answer: Record<string, unknown>;
+  /** Runs after the ack is sent. */
+  afterAck?: () => void;
+}
+
+async function subscribe(deps: SocketEventsDependencies, socket: Socket, state: SocketState, raw: unknown): Promise<Subscribed> {
+  const parsed = target.safeParse(raw);
+  if (!parsed.success) {
+    throw errors.validation('Subscribe to {jobId, fromSeq?}, {queue} or {all: true}.', parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })));
+  }
+  const { principal } = state;
+  const subscription = parsed.data;
+  if ('queue' in subscription) {
+    if (principal.role !== 'admin') throw errors.forbidden('Only administrators may follow a whole queue.');
+    join(socket, state, `queue:${subscription.queue}`, deps.metrics);
+    return { answer: { ok: true } };
+  }
+  if ('all' in subscription) {
+    join(socket, state, principal.role === 'admin' ? 'all' : `owner:${principal.userId}`, deps.metrics);
+    return { answer: { ok: true } };
+  }
+  return subscribeToJob(deps, socket, state, subscription.jobId, subscription.fromSeq);
+}
+
+/**
+ * Listens first, then reads: the hub buffers live events while stored ones replay, and the
+ * socket joins the job's room only once it has caught up (synchronously, so nothing slips by).
+ */
+async function subscribeToJob(
+  deps: SocketEventsDependencies,
+  socket: Socket,
+  state: SocketState,
+  jobId: string,
+  fromSeq: number | undefined,
+): Promise<Subscribed> {
+  leave(socket, state, { jobId }, deps.metrics);
+  const job = await deps.jobs.visibleJob(state.principal, jobId);
+  const snapshot = { state: job.state, progress: job.progress, result: job.result, error: job.error, lastSeq: job.lastSeq };
+  const room = `job:${jobId}`;
+  // Without fromSeq the client has the snapshot and wants what follows it.
+  const startAfter = fromSeq ?? job.lastSeq;
+  const start = () => {
+    if (socket.disconnected) return;
+    const follower = deps.hub.follow({
+      jobId,
+      fromSeq: startAfter,
+      deliver: (event) => {
+        socket.emit(event.type, toPublicEvent(event));
+        deps.metrics.sent(1);
+      },
+      caughtUp: () => {
+        follower.close();
+        state.replaying.delete(jobId);
+        if (socket.connected) join(socket, state, room, deps.metrics, false);
+      },
+      onError: () => socket.emit('subscription.failed', { jobId, code: 'JOBLINE_INTERNAL' }),
+    });
+    state.replaying.set(jobId, follower);
+  };
+  deps.metrics.subscriptions(1);
+  return { answer: { ok: true, snapshot }, afterAck: start };
+}
+
+function join(socket: Socket, state: SocketState, room: string, metrics: SocketMetrics, count = true): void {
+  if (state.rooms.has(room)) return;
+  void socket.join(room);
+  state.rooms.add(room);
+  if (count) metrics.subscriptions(1);
+}
+
+function leave(socket: Socket, state: SocketState, subscription: Target, metrics: SocketMetrics): void {
+  let room: string;
+  if ('jobId' in subscription) {
+    room = `job:${subscription.jobId}`;
+    const follower = state.replaying.get(subscription.jobId);
+    if (follower) {
+      follower.close();
+      state.replaying.delete(subscription.jobId);
+      metrics.subscriptions(-1);
+    }
+  } else if ('queue' in subscription) {
+    room = `queue:${subscription.queue}`;
+  } else {
+    room = state.principal.role === 'admin' ? 'all' : `owner:${state.principal.userId}`;
+  }
+  if (state.rooms.delete(room)) {
+    void socket.leave(room);
+    metrics.subscriptions(-1);
+  }
+}
+
+/** One broadcast per event to every room that wants it; a socket in several rooms gets it once. */
+function broadcast(io: Server, event: JobEvent, metrics: SocketMetrics): void {
+  const rooms = [`job:${event.jobId}`, `queue:${event.queue}`, `owner:${event.ownerId}`, 'all'];
+  const reached = countMembers(io, rooms);
+  if (reached === 0) return;
+  io.local.to(rooms).emit(event.type, toPublicEvent(event));
+  metrics.sent(reached);
+}
+
+/** Sockets in the union of the rooms (counted exactly only when more than one room has members). */
+function countMembers(io: Server, rooms: string[]): number {
+  const populated = rooms.map((room) => io.of('/').adapter.rooms.get(room)).filter((members) => members !== undefined && members.size > 0);
+  if (populated.length <= 1) return populated[0]?.size ?? 0;
+  const union = new Set<string>();
+  for (const members of populated) for (const id of members ?? []) union.add(id);
+  return union.size;
+}
+
+function endSessions(io: Server, message: ControlMessage): void {
+  for (const socket of io.of('/').sockets.values()) {
+    const principal = socket.data.principal as Principal | undefined;
+    if (!principal) continue;
+    if (message.type === 'apiKey.revoked' && principal.apiKeyId === message.apiKeyId) {
+      endSession(socket, 'JOBLINE_API_KEY_INVALID', 'The API key was revoked.');
+    } else if (message.type === 'user.sessionsRevoked' && principal.userId === message.userId) {
+      endSession(socket, 'JOBLINE_TOKEN_INVALID', 'Your sessions were ended; log in again.');
+    }
+  }
+}
+
+function endSession(socket: Socket, code: string, message: string): void {
+  socket.emit('session.ended', { code, message });
+  socket.disconnect(true);
+}
+
+function reply(ack: unknown, answer: Record<string, unknown>): void {
+  if (typeof ack === 'function') (ack as Ack)(answer);
+}
+
+function failure(thrown: unknown): Record<string, unknown> {
+  const error = thrown instanceof AppError ? thrown : errors.internal(toError(thrown));
+  return { ok: false, error: { code: error.code, message: error.message, status: error.status } };
+}

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import type { JobEvent } from '../../src/engine/types.js';
+import { JobEventHub } from '../../src/events/hub.js';
+import { LocalEventBus } from '../../src/events/index.js';
+
+function event(seq: number, type: JobEvent['type'] = 'job.delta'): JobEvent {
+  return { type, jobId: 'j1', seq, at: seq, data: { chunk: seq }, queue: 'q', ownerId: 'o' };
+}
+
+/** A store of events, read the way the engine's listEvents reads them. */
+function store(events: JobEvent[]) {
+  return async (_jobId: string, afterSeq: number, limit: number) => events.filter((e) => e.seq > afterSeq).slice(0, limit);
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+describe('the job event hub', () => {
+  it('replays stored events, then live ones, without duplicates when both overlap', async () => {
+    const bus = new LocalEventBus();
+    const stored = [event(1), event(2), event(3)];
+    const hub = new JobEventHub(bus, store(stored));
+    const seen: number[] = [];
+    hub.follow({ jobId: 'j1', fromSeq: 0, deliver: (e) => seen.push(e.seq) });
+    // Published while the replay is still reading: 3 is also stored, 4 is new.
+    bus.publishJobEvents([event(3), event(4)]);
+    await settle();
+    bus.publishJobEvents([event(5)]);
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('repairs a gap in the live stream from storage', async () => {
+    const bus = new LocalEventBus();
+    const stored = [event(1), event(2)];
+    const hub = new JobEventHub(bus, store(stored));
+    const seen: number[] = [];
+    hub.follow({ jobId: 'j1', fromSeq: 2, deliver: (e) => seen.push(e.seq) });
+    await settle();
+    expect(seen).toEqual([]);
+    // 3 to 6 are committed, but 3 and 4 never arrive on the bus (a dropped message), and 6 comes before 5.
+    stored.push(event(3), event(4), event(5), event(6));
+    bus.publishJobEvents([event(6)]);
+    bus.publishJobEvents([event(5)]);
+    await settle();
+    expect(seen).toEqual([3, 4, 5, 6]);
+  });
+
+  it('starts after fromSeq and reports when it has caught up', async () => {
+    const bus = new LocalEventBus();
+    const hub = new JobEventHub(bus, store([1, 2, 3, 4].map((seq) => event(seq))));
+    const seen: number[] = [];
+    let caughtUpAt = -1;
+    hub.follow({ jobId: 'j1', fromSeq: 2, deliver: (e) => seen.push(e.seq), caughtUp: (seq) => (caughtUpAt = seq) });
+    await settle();
+    expect(seen).toEqual([3, 4]);
+    expect(caughtUpAt).toBe(4);
+  });
+
+  it('stops delivering once closed', async () => {
+    const bus = new LocalEventBus();
+    const hub = new JobEventHub(bus, store([]));
+    const seen: number[] = [];
+    const follower = hub.follow({ jobId: 'j1', fromSeq: 0, deliver: (e) => seen.push(e.seq) });
+    await settle();
+    bus.publishJobEvents([event(1)]);
+    follower.close();
+    bus.publishJobEvents([event(2)]);
+    expect(seen).toEqual([1]);
+    expect(hub.followerCount).toBe(0);
+  });
+});

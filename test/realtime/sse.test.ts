@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, registerProbeHandlers } from '../conformance/harness.js';
+import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+
+interface SseMessage {
+  id?: string;
+  event?: string;
+  data?: string;
+}
+
+/** Reads a whole SSE response (until the server ends it) into messages; comments are kept apart. */
+async function readStream(response: Response): Promise<{ messages: SseMessage[]; comments: string[] }> {
+  const text = await response.text();
+  const messages: SseMessage[] = [];
+  const comments: string[] = [];
+  for (const block of text.split('\n\n')) {
+    const message: SseMessage = {};
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) comments.push(line.slice(1).trim());
+      const match = /^(id|event|data): (.*)$/.exec(line);
+      if (match) message[match[1] as keyof SseMessage] = match[2];
+    }
+    if (message.event) messages.push(message);
+  }
+  return { messages, comments };
+}
+
+describe('Server-Sent Events and the result long poll', () => {
+  let server: TestRuntime;
+  let baseUrl: string;
+  let client: Client;
+
+  beforeAll(async () => {
+    server = await startTestRuntime({ handlers: registerProbeHandlers });
+    baseUrl = await server.runtime.app.listen({ port: 0, host: '127.0.0.1' });
+    client = new Client(server, (await server.login()).accessToken);
+  });
+  afterAll(async () => server.close());
+
+  const stream = (jobId: string, headers: Record<string, string> = {}, query = '') =>
+    fetch(`${baseUrl}/v1/jobs/${jobId}/events${query}`, {
+      headers: { accept: 'text/event-stream', authorization: `Bearer ${client.token}`, ...headers },
+    });
+
+  it('replays a finished job’s events and ends the stream', async () => {
+    const job = await client.waitFor((await client.submit({ type: 'chatty', payload: { count: 20 } })).id);
+    const response = await stream(job.id);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const { messages } = await readStream(response);
+    expect(messages.map((message) => Number(message.id))).toEqual(messages.map((_message, index) => index + 1));
+    expect(messages[0]).toMatchObject({ event: 'job.created' });
+    expect(messages.at(-1)?.event).toBe('job.completed');
+    expect(JSON.parse(messages.at(-1)!.data!)).toMatchObject({ type: 'job.completed', jobId: job.id, data: { result: { chunks: 20 } } });
+  });
+
+  it('resumes after Last-Event-ID (or fromSeq)', async () => {
+    const job = await client.waitFor((await client.submit({ type: 'chatty', payload: { count: 20 } })).id);
+    const resumed = await readStream(await stream(job.id, { 'last-event-id': '10' }));
+    expect(Number(resumed.messages[0]?.id)).toBe(11);
+    const viaQuery = await readStream(await stream(job.id, {}, '?fromSeq=20'));
+    expect(Number(viaQuery.messages[0]?.id)).toBe(21);
+    const everything = await readStream(await stream(job.id, {}, '?fromSeq=1000'));
+    expect(everything.messages).toEqual([]);
+  });
+
+  it('follows a running job live and ends after its final event', async () => {
+    const job = await client.submit({ type: 'streamer', payload: { count: 500, batch: 50, everyMs: 20 } });
+    const { messages } = await readStream(await stream(job.id));
+    expect(messages.map((message) => Number(message.id))).toEqual(messages.map((_message, index) => index + 1));
+    expect(messages.filter((message) => message.event === 'job.delta')).toHaveLength(500);
+    expect(messages.at(-1)?.event).toBe('job.completed');
+  });
+
+  it('answers 404 problem+json for another user’s job, before streaming', async () => {
+    const job = await client.submit({ type: 'echo' });
+    await server.createUser('sse-other@example.com', 'other-password-1');
+    const other = (await server.login('sse-other@example.com', 'other-password-1')).accessToken;
+    const response = await fetch(`${baseUrl}/v1/jobs/${job.id}/events`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${other}` } });
+    expect(response.status).toBe(404);
+    expect(response.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('long-polls for a result: answers when the job finishes, or with the job when the wait ends', async () => {
+    const quick = await client.submit({ type: 'sleepy', payload: { ms: 300 } });
+    let started = Date.now();
+    const finished = await server.request({ method: 'GET', url: `/v1/jobs/${quick.id}/result?wait=10`, token: client.token });
+    expect(finished.json()).toMatchObject({ state: 'completed', result: { slept: true } });
+    expect(Date.now() - started).toBeLessThan(3000);
+
+    const slow = await client.submit({ type: 'sleepy', payload: { ms: 5000 } });
+    started = Date.now();
+    const pending = await server.request({ method: 'GET', url: `/v1/jobs/${slow.id}/result?wait=1`, token: client.token });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(['queued', 'active']).toContain(pending.json().state);
+    await client.post(`/v1/jobs/${slow.id}/cancel`);
+
+    const tooLong = await server.request({ method: 'GET', url: `/v1/jobs/${slow.id}/result?wait=61`, token: client.token });
+    expect(tooLong.statusCode).toBe(400);
+  });
+});
