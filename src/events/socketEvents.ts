@@ -25,7 +25,7 @@ interface SocketState {
   expiryTimer: NodeJS.Timeout | null;
 }
 
-const jobTarget = z.object({ jobId: z.uuid(), fromSeq: z.number().int().min(0).optional() }).strict();
+const jobTarget = z.object({ jobId: z.uuid(), fromSeq: z.number().int().min(0).optional(), batch: z.boolean().optional() }).strict();
 const queueTarget = z.object({ queue: z.string().min(1).max(200) }).strict();
 const allTarget = z.object({ all: z.literal(true) }).strict();
 const target = z.union([jobTarget, queueTarget, allTarget]);
@@ -40,9 +40,64 @@ export interface SocketEventsDependencies {
   metrics: SocketMetrics;
 }
 
+/** Events per `job.events` message, at most. */
+const BATCH_LIMIT = 1000;
+
+/**
+ * Batched job subscriptions (`batch: true`) get `job.events` messages holding arrays of events,
+ * gathered for a tick: a stream of thousands of deltas a second becomes a few hundred messages.
+ */
+class BatchRooms {
+  private readonly pending = new Map<string, PublicEventList>();
+  private scheduled = false;
+
+  constructor(
+    private readonly io: Server,
+    private readonly metrics: SocketMetrics,
+  ) {}
+
+  add(room: string, event: JobEvent): void {
+    const members = this.io.of('/').adapter.rooms.get(room)?.size ?? 0;
+    if (members === 0) return;
+    let list = this.pending.get(room);
+    if (!list) {
+      list = [];
+      this.pending.set(room, list);
+    }
+    list.push(toPublicEvent(event));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flushAll());
+    }
+  }
+
+  /** Sends what a room has gathered to its members now (before a new member joins, so it gets none of it). */
+  flush(room: string): void {
+    const list = this.pending.get(room);
+    if (!list) return;
+    this.pending.delete(room);
+    const members = this.io.of('/').adapter.rooms.get(room)?.size ?? 0;
+    for (let start = 0; start < list.length; start += BATCH_LIMIT) {
+      this.io.local.to(room).emit('job.events', list.slice(start, start + BATCH_LIMIT));
+    }
+    this.metrics.sent(list.length * members);
+  }
+
+  private flushAll(): void {
+    this.scheduled = false;
+    for (const room of [...this.pending.keys()]) this.flush(room);
+  }
+}
+
+type PublicEventList = ReturnType<typeof toPublicEvent>[];
+
 export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
   const { io, hub, metrics } = deps;
-  const stopEvents = hub.onEvent((event) => broadcast(io, event, metrics));
+  const batches = new BatchRooms(io, metrics);
+  const stopEvents = hub.onEvent((event) => {
+    broadcast(io, event, metrics);
+    batches.add(`batch:${event.jobId}`, event);
+  });
   const stopControl = deps.bus.onControl((message) => endSessions(io, message));
 
   io.on('connection', (socket) => {
@@ -53,7 +108,7 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
       state.expiryTimer = setTimeout(() => endSession(socket, 'JOBLINE_TOKEN_EXPIRED', 'The access token expired; reconnect with a new one.'), Math.max(0, expiresAt - Date.now()));
     }
     socket.on('subscribe', (raw: unknown, ack?: unknown) => {
-      void subscribe(deps, socket, state, raw).then(
+      void subscribe({ ...deps, batches }, socket, state, raw).then(
         ({ answer, afterAck }) => {
           // The ack (with the snapshot) goes out before any replayed event.
           reply(ack, answer);
@@ -88,7 +143,9 @@ interface Subscribed {
   afterAck?: () => void;
 }
 
-async function subscribe(deps: SocketEventsDependencies, socket: Socket, state: SocketState, raw: unknown): Promise<Subscribed> {
+type SubscribeDependencies = SocketEventsDependencies & { batches: BatchRooms };
+
+async function subscribe(deps: SubscribeDependencies, socket: Socket, state: SocketState, raw: unknown): Promise<Subscribed> {
   const parsed = target.safeParse(raw);
   if (!parsed.success) {
     throw errors.validation('Subscribe to {jobId, fromSeq?}, {queue} or {all: true}.', parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })));
@@ -104,7 +161,7 @@ async function subscribe(deps: SocketEventsDependencies, socket: Socket, state: 
     join(socket, state, principal.role === 'admin' ? 'all' : `owner:${principal.userId}`, deps.metrics);
     return { answer: { ok: true } };
   }
-  return subscribeToJob(deps, socket, state, subscription.jobId, subscription.fromSeq);
+  return subscribeToJob(deps, socket, state, subscription);
 }
 
 /**
@@ -112,31 +169,49 @@ async function subscribe(deps: SocketEventsDependencies, socket: Socket, state: 
  * socket joins the job's room only once it has caught up (synchronously, so nothing slips by).
  */
 async function subscribeToJob(
-  deps: SocketEventsDependencies,
+  deps: SubscribeDependencies,
   socket: Socket,
   state: SocketState,
-  jobId: string,
-  fromSeq: number | undefined,
+  subscription: { jobId: string; fromSeq?: number | undefined; batch?: boolean | undefined },
 ): Promise<Subscribed> {
+  const { jobId } = subscription;
   leave(socket, state, { jobId }, deps.metrics);
   const job = await deps.jobs.visibleJob(state.principal, jobId);
   const snapshot = { state: job.state, progress: job.progress, result: job.result, error: job.error, lastSeq: job.lastSeq };
-  const room = `job:${jobId}`;
+  const batched = subscription.batch === true;
+  const room = batched ? `batch:${jobId}` : `job:${jobId}`;
   // Without fromSeq the client has the snapshot and wants what follows it.
-  const startAfter = fromSeq ?? job.lastSeq;
+  const startAfter = subscription.fromSeq ?? job.lastSeq;
   const start = () => {
     if (socket.disconnected) return;
+    let replayed: PublicEventList = [];
+    const sendReplayed = () => {
+      for (let first = 0; first < replayed.length; first += BATCH_LIMIT) socket.emit('job.events', replayed.slice(first, first + BATCH_LIMIT));
+      deps.metrics.sent(replayed.length);
+      replayed = [];
+    };
     const follower = deps.hub.follow({
       jobId,
       fromSeq: startAfter,
       deliver: (event) => {
+        if (batched) {
+          replayed.push(toPublicEvent(event));
+          if (replayed.length >= BATCH_LIMIT) sendReplayed();
+          return;
+        }
         socket.emit(event.type, toPublicEvent(event));
         deps.metrics.sent(1);
       },
       caughtUp: () => {
         follower.close();
         state.replaying.delete(jobId);
-        if (socket.connected) join(socket, state, room, deps.metrics, false);
+        if (!socket.connected) return;
+        if (batched) {
+          sendReplayed();
+          // What the room gathered so far this tick, this socket already has: send it to the others first.
+          deps.batches.flush(room);
+        }
+        join(socket, state, room, deps.metrics, false);
       },
       onError: () => socket.emit('subscription.failed', { jobId, code: 'JOBLINE_INTERNAL' }),
     });
@@ -157,6 +232,10 @@ function leave(socket: Socket, state: SocketState, subscription: Target, metrics
   let room: string;
   if ('jobId' in subscription) {
     room = `job:${subscription.jobId}`;
+    if (state.rooms.delete(`batch:${subscription.jobId}`)) {
+      void socket.leave(`batch:${subscription.jobId}`);
+      metrics.subscriptions(-1);
+    }
     const follower = state.replaying.get(subscription.jobId);
     if (follower) {
       follower.close();

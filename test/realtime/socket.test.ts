@@ -16,9 +16,14 @@ const EVENT_TYPES = ['job.created', 'job.active', 'job.progress', 'job.delta', '
 /** A connected client that records every job event it receives, in arrival order. */
 class LiveClient {
   readonly events: WireEvent[] = [];
+  batches = 0;
   ended: { code: string } | null = null;
   private constructor(readonly socket: Socket) {
     for (const type of EVENT_TYPES) socket.on(type, (event: WireEvent) => this.events.push(event));
+    socket.on('job.events', (batch: WireEvent[]) => {
+      this.batches += 1;
+      this.events.push(...batch);
+    });
     socket.on('session.ended', (info: { code: string }) => (this.ended = info));
   }
 
@@ -148,6 +153,27 @@ describe('Socket.IO', () => {
       const events = socket.of(job.id);
       expectContiguous(events, 1);
       expect(events).toHaveLength(3003);
+    }
+  });
+
+  it('in batch mode, sends job.events arrays, with every event exactly once also mid-stream', async () => {
+    const job = await admin.submit({ type: 'streamer', payload: { count: 3000, batch: 25, everyMs: 3 } });
+    const early = await open(admin.token);
+    expect((await early.subscribe({ jobId: job.id, fromSeq: 0, batch: true })).ok).toBe(true);
+    await admin.waitFor(job.id, (view) => view.state === 'active');
+    const latecomers: LiveClient[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const socket = await open(admin.token);
+      latecomers.push(socket);
+      await socket.subscribe({ jobId: job.id, fromSeq: 0, batch: true });
+    }
+    for (const socket of [early, ...latecomers]) {
+      await socket.waitFor(() => socket.of(job.id).at(-1)?.type === 'job.completed', 'the end of the stream');
+      expectContiguous(socket.of(job.id), 1);
+      expect(socket.of(job.id)).toHaveLength(3003);
+      // Far fewer messages than events.
+      expect(socket.batches).toBeLessThan(600);
     }
   });
 
