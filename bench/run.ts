@@ -5,6 +5,12 @@
 const BENCHMARKS: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   passwordHash: () => import('./passwordHash.js'),
   startup: () => import('./startup.js'),
+  realtime: () => import('./realtime.js'),
+  schedules: () => import('./schedules.js'),
+  throughput: () => import('./throughput.js'),
+  latency: () => import('./latency.js'),
+  memory: () => import('./memory.js'),
+  listing: () => import('./listing.js'),
 };
 
 const wanted = process.argv.slice(2);

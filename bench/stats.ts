@@ -8,5 +8,5 @@ export function percentile(sorted: number[], p: number): number {
 export function summarize(label: string, timings: number[]): string {
   const sorted = [...timings].sort((a, b) => a - b);
   const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
-  return `${label}: n=${sorted.length} p50=${fmt(percentile(sorted, 50))} p95=${fmt(percentile(sorted, 95))} max=${fmt(sorted.at(-1) ?? Number.NaN)}`;
+  return `${label}: n=${sorted.length} p50=${fmt(percentile(sorted, 50))} p95=${fmt(percentile(sorted, 95))} p99=${fmt(percentile(sorted, 99))} max=${fmt(sorted.at(-1) ?? Number.NaN)}`;
 }

@@ -23,9 +23,13 @@ import { toError } from './utils/errors.js';
 import { randomToken } from './utils/ids.js';
 import { createLogger } from './utils/logger.js';
 import { createMailer, type Mailer } from './utils/mailer.js';
+import { createOutboundPolicy } from './utils/ssrfGuard.js';
 import { registerBuiltInHandlers } from './workers/builtins.js';
+import { Scheduler } from './scheduler/index.js';
 import { WorkerPool } from './workers/pool.js';
 import { HandlerRegistry, loadHandlersDir } from './workers/registry.js';
+import { startWebhookDelivery } from './workers/webhooks.js';
+import { WEBHOOK_TIMEOUT_MS } from './workers/webhookWorker.js';
 
 /**
  * Composes the server: config → database → engine → services → HTTP and workers. The one
@@ -42,6 +46,7 @@ export interface Runtime {
   readonly metrics: Metrics;
   readonly app: FastifyInstance;
   readonly workers: WorkerPool | null;
+  readonly scheduler: Scheduler | null;
   readonly bus: EventBus;
   readonly hub: JobEventHub;
   /** The Socket.IO server (roles api and all). */
@@ -75,6 +80,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     engine.subscribe({ events: (events) => bus.publishJobEvents(events) });
     const hub = new JobEventHub(bus, (jobId, afterSeq, limit) => jobEngine.listEvents(jobId, afterSeq, limit));
     const jobEngine = engine;
+    const outboundPolicy = createOutboundPolicy({ allow: config.outboundAllow });
     const services = createServices({
       db: database.db,
       clock,
@@ -93,10 +99,12 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
       jobLimits: { maxPayloadBytes: config.maxPayloadBytes },
       notify: (message) => bus.publishControl(message),
       hub,
+      outboundPolicy,
     });
     await ensureFirstAdmin(services.users, { email: config.adminEmail, password: config.adminPassword }, logger);
     const metrics = createMetrics();
     metrics.setQueueCounts(() => jobEngine.listQueues());
+    metrics.setScheduleCount(() => services.scheduleStore.count());
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => database.ping() }];
     const serveApi = config.role === 'api' || config.role === 'all';
     const app = await buildApp({ config, logger, services, metrics, readiness, serveApi });
@@ -108,7 +116,30 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         ? new WorkerPool({ engine, registry, logger, metrics: metrics.jobs, workerId: workerId(), leaseMs: config.leaseMs })
         : null;
     workers?.start();
+    const scheduler =
+      config.role === 'scheduler' || config.role === 'all'
+        ? new Scheduler({ store: services.scheduleStore, engine, jobs: services.jobs, clock, logger, metrics: metrics.scheduler })
+        : null;
+    if (scheduler) {
+      services.schedules.onChange = () => scheduler.wake();
+      scheduler.start();
+    }
     if (workers) logger.info({ types: registry.types() }, 'workers started');
+    // Webhooks are sent by the processes that run jobs; the API role only serves their routes.
+    const webhookDelivery =
+      config.role === 'worker' || config.role === 'all'
+        ? await startWebhookDelivery({
+            db: database.db,
+            clock,
+            logger,
+            config,
+            policy: outboundPolicy,
+            metrics: metrics.webhooks,
+            bus,
+            webhooks: services.webhooks,
+            singleProcess: !jobEngine.capabilities.multiProcess,
+          })
+        : null;
 
     let closing: Promise<void> | undefined;
     const close = () => {
@@ -117,7 +148,11 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         io?.local.disconnectSockets(true);
         io?.engine.close();
         await app.close();
-        await workers?.stop(config.shutdownGraceMs);
+        await scheduler?.stop();
+        await Promise.all([
+          workers?.stop(config.shutdownGraceMs),
+          webhookDelivery?.stop(Math.min(config.shutdownGraceMs, WEBHOOK_TIMEOUT_MS)),
+        ]);
         await jobEngine.stop();
         hub.close();
         await bus.close();
@@ -125,7 +160,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
       })();
       return closing;
     };
-    return { config, logger, database, engine, registry, services, metrics, app, workers, bus, hub, io, close };
+    return { config, logger, database, engine, registry, services, metrics, app, workers, scheduler, bus, hub, io, close };
   } catch (error) {
     await engine?.stop().catch(() => undefined);
     await database.close().catch(() => undefined);
@@ -176,6 +211,7 @@ export async function startServer(config: Config): Promise<{ runtime: Runtime; a
   const port = new URL(address).port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  logger.info({ mode: config.mode, role: config.role }, `listening on http://${shownHost}:${port}`);
+  // Logged whatever the level: with JOBLINE_PORT=0 this line is how a caller learns the port.
+  logger.child({}, { level: 'info' }).info({ mode: config.mode, role: config.role }, `listening on http://${shownHost}:${port}`);
   return { runtime, address };
 }

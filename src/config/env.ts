@@ -29,6 +29,8 @@ export interface Config {
   readonly outboundAllow: readonly string[];
   readonly openRegistration: boolean;
   readonly webhookRetryDelays: readonly number[];
+  /** An endpoint whose deliveries have all failed for this long is disabled (ms). */
+  readonly webhookDisableAfterMs: number;
   readonly logLevel: string;
   readonly smtpUrl: string | null;
   readonly mailFrom: string;
@@ -110,6 +112,7 @@ const schema = z.object({
   JOBLINE_WEBHOOK_RETRY_DELAYS: listText
     .pipe(z.array(z.string().regex(/^\d+$/, 'must be comma-separated milliseconds').transform(Number)))
     .default([5000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
+  JOBLINE_WEBHOOK_DISABLE_AFTER: integerText(1000, 365 * DAY_MS).default(5 * DAY_MS),
   JOBLINE_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   JOBLINE_SMTP_URL: urlText(['smtp:', 'smtps:']).optional(),
   JOBLINE_MAIL_FROM: z.string().min(3).default('Jobline <jobline@localhost>'),
@@ -178,6 +181,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     outboundAllow: env.JOBLINE_OUTBOUND_ALLOW,
     openRegistration: env.JOBLINE_OPEN_REGISTRATION,
     webhookRetryDelays: env.JOBLINE_WEBHOOK_RETRY_DELAYS,
+    webhookDisableAfterMs: env.JOBLINE_WEBHOOK_DISABLE_AFTER,
     logLevel: env.JOBLINE_LOG_LEVEL,
     smtpUrl: env.JOBLINE_SMTP_URL ?? null,
     mailFrom: env.JOBLINE_MAIL_FROM,

@@ -25,11 +25,28 @@ export interface RealtimeMetrics {
   sent(count: number, transport?: 'socketio' | 'sse'): void;
 }
 
+/** What the scheduler reports. */
+export interface SchedulerMetrics {
+  /** A schedule created its job `lagMs` after the fire time. */
+  fired(lagMs: number): void;
+  skipped(reason: 'overlap' | 'missed', count: number): void;
+}
+
+/** What the webhook sender reports. */
+export interface WebhookMetrics {
+  /** An attempt ended: the delivery succeeded, failed for good, or will be retried. */
+  attemptEnded(outcome: 'succeeded' | 'failed' | 'retried', durationMs: number): void;
+}
+
 export interface Metrics {
   readonly registry: Registry;
+  readonly scheduler: SchedulerMetrics;
+  /** Supplies the schedules gauge, read at each scrape. */
+  setScheduleCount(read: () => Promise<number>): void;
   readonly realtime: RealtimeMetrics;
   readonly httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
   readonly jobs: JobMetrics;
+  readonly webhooks: WebhookMetrics;
   /** Supplies the jobs-by-queue-and-state gauge, read at each scrape. */
   setQueueCounts(read: () => Promise<{ name: string; counts: Record<string, number> }[]>): void;
   /** The Prometheus text exposition of this server's and the process's metrics. */
@@ -60,6 +77,15 @@ export function createMetrics(): Metrics {
     sent: (count, transport = 'socketio') => sent.inc({ transport }, count),
   };
   let readQueueCounts: (() => Promise<{ name: string; counts: Record<string, number> }[]>) | null = null;
+  let readScheduleCount: (() => Promise<number>) | null = null;
+  new Gauge({
+    name: 'jobline_schedules',
+    help: 'Cron schedules.',
+    registers: [registry],
+    async collect() {
+      if (readScheduleCount) this.set(await readScheduleCount());
+    },
+  });
   new Gauge({
     name: 'jobline_jobs',
     help: 'Jobs by queue and state.',
@@ -77,7 +103,12 @@ export function createMetrics(): Metrics {
     registry,
     httpRequestDuration,
     jobs: jobMetrics,
+    webhooks: createWebhookMetrics(registry),
     realtime,
+    scheduler: createSchedulerMetrics(registry),
+    setScheduleCount: (read) => {
+      readScheduleCount = read;
+    },
     setQueueCounts: (read) => {
       readQueueCounts = read;
     },
@@ -122,5 +153,49 @@ function createJobMetrics(registry: Registry): JobMetrics {
       duration.observe(labels, durationMs / 1000);
     },
     attemptStarted: (labels, waitMs) => wait.observe(labels, Math.max(0, waitMs) / 1000),
+  };
+}
+
+function createSchedulerMetrics(registry: Registry): SchedulerMetrics {
+  const fires = new Counter({ name: 'jobline_schedule_fires_total', help: 'Jobs created by schedules at their fire times.', registers: [registry] });
+  const skips = new Counter({
+    name: 'jobline_schedule_skips_total',
+    help: 'Fire times that created no job: overlap (the previous job still running) or missed (the scheduler was down).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const lag = new Histogram({
+    name: 'jobline_schedule_fire_lag_seconds',
+    help: 'From a fire time to the creation of its job.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+    registers: [registry],
+  });
+  return {
+    fired: (lagMs) => {
+      fires.inc();
+      lag.observe(Math.max(0, lagMs) / 1000);
+    },
+    skipped: (reason, count) => skips.inc({ reason }, count),
+  };
+}
+
+function createWebhookMetrics(registry: Registry): WebhookMetrics {
+  const deliveries = new Counter({
+    name: 'jobline_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by what became of the delivery: succeeded, failed (for good) or retried.',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'jobline_webhook_attempt_duration_seconds',
+    help: 'How long webhook delivery attempts took, answered or not.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15],
+    registers: [registry],
+  });
+  return {
+    attemptEnded: (outcome, durationMs) => {
+      deliveries.inc({ outcome });
+      duration.observe(Math.max(0, durationMs) / 1000);
+    },
   };
 }

@@ -74,26 +74,40 @@ export class JobRecords {
     return row ? rowToJob(row) : null;
   }
 
-  /** Newest first; `after` is the (createdAt, id) of the last item already served. */
+  /**
+   * Newest first; `after` is the (createdAt, id) of the last item already served. With a tag the
+   * walk starts from the tag's index (in listing order); otherwise from the jobs' own indexes.
+   */
   async list(filter: JobFilter, page: { limit: number; after?: { createdAt: number; id: string } | undefined }): Promise<JobPage> {
-    let query = this.db.selectFrom('jobs').selectAll();
-    if (filter.ownerId !== undefined) query = query.where('owner_id', '=', filter.ownerId);
-    if (filter.states !== undefined && filter.states.length > 0) query = query.where('state', 'in', filter.states);
-    if (filter.queue !== undefined) query = query.where('queue', '=', filter.queue);
-    if (filter.type !== undefined) query = query.where('type', '=', filter.type);
-    if (filter.tag !== undefined) {
-      const tag = filter.tag;
-      query = query.where('id', 'in', (eb) => eb.selectFrom('job_tags').select('job_id').where('tag', '=', tag));
-    }
-    if (filter.createdAfter !== undefined) query = query.where('created_at', '>', filter.createdAfter);
-    if (filter.createdBefore !== undefined) query = query.where('created_at', '<', filter.createdBefore);
     const after = page.after;
-    if (after) {
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]),
-      );
-    }
-    const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+    let query = filter.tag !== undefined
+      ? this.db
+          .selectFrom('job_tags as t')
+          .innerJoin('jobs as j', 'j.id', 't.job_id')
+          .selectAll('j')
+          .where('t.tag', '=', filter.tag)
+          .$if(after !== undefined, (q) =>
+            q.where((eb) => eb(eb.refTuple('t.created_at', 't.job_id'), '<', eb.tuple(after!.createdAt, after!.id))),
+          )
+          .orderBy('t.created_at', 'desc')
+          .orderBy('t.job_id', 'desc')
+      : this.db
+          .selectFrom('jobs as j')
+          .selectAll('j')
+          // A row-value comparison lets the index seek straight to the cursor, however deep.
+          .$if(after !== undefined, (q) =>
+            q.where((eb) => eb(eb.refTuple('j.created_at', 'j.id'), '<', eb.tuple(after!.createdAt, after!.id))),
+          )
+          .orderBy('j.created_at', 'desc')
+          .orderBy('j.id', 'desc');
+    if (filter.ownerId !== undefined) query = query.where('j.owner_id', '=', filter.ownerId);
+    if (filter.scheduleId !== undefined) query = query.where('j.schedule_id', '=', filter.scheduleId);
+    if (filter.states !== undefined && filter.states.length > 0) query = query.where('j.state', 'in', filter.states);
+    if (filter.queue !== undefined) query = query.where('j.queue', '=', filter.queue);
+    if (filter.type !== undefined) query = query.where('j.type', '=', filter.type);
+    if (filter.createdAfter !== undefined) query = query.where('j.created_at', '>', filter.createdAfter);
+    if (filter.createdBefore !== undefined) query = query.where('j.created_at', '<', filter.createdBefore);
+    const rows = await query.limit(page.limit + 1).execute();
     const items = rows.slice(0, page.limit).map(rowToJob);
     const last = items.at(-1);
     return { items, next: rows.length > page.limit && last ? { createdAt: last.createdAt, id: last.id } : null };

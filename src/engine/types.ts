@@ -69,13 +69,15 @@ export interface NewJob {
   tags: string[];
   ownerId: string;
   scheduleId: string | null;
+  /** For a schedule's job, the fire time: one job per schedule and fire time, ever. */
+  fireAt?: number | null;
 }
 
 export interface AddedJob {
   job: Job;
-  /** false: an earlier job was returned (same idempotency key, or its singleton key is taken). */
+  /** false: an earlier job was returned (same idempotency key or fire time, or its singleton key is taken). */
   created: boolean;
-  deduplicatedBy?: 'idempotencyKey' | 'singletonKey';
+  deduplicatedBy?: 'idempotencyKey' | 'singletonKey' | 'fireTime';
 }
 
 export const EVENT_TYPES = [
@@ -131,6 +133,7 @@ export type Outcome = { accepted: true; job: Job } | { accepted: false; reason: 
 
 export interface JobFilter {
   ownerId?: string | undefined;
+  scheduleId?: string | undefined;
   states?: JobState[] | undefined;
   queue?: string | undefined;
   type?: string | undefined;
@@ -207,6 +210,8 @@ export interface Engine {
   appendEvents(claim: { jobId: string; token: string }, events: HandlerEvent[]): Promise<boolean>;
 
   listQueues(): Promise<QueueInfo[]>;
+  /** Names of queues that have jobs waiting to be claimed (cheap: workers call it to find queues). */
+  queuesWithWaitingJobs(): Promise<string[]>;
   pauseQueue(name: string): Promise<void>;
   resumeQueue(name: string): Promise<void>;
   /** Retries every failed job of a queue; returns how many. */

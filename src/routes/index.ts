@@ -6,7 +6,9 @@ import { adminRoutes } from './admin.js';
 import { apiKeyRoutes } from './apiKeys.js';
 import { authRoutes } from './auth.js';
 import { jobRoutes } from './jobs.js';
+import { scheduleRoutes } from './schedules.js';
 import { userRoutes } from './users.js';
+import { webhookRoutes } from './webhooks.js';
 
 /** Every /v1 route. Health, metrics and docs live outside the version prefix. */
 export async function v1Routes(
@@ -20,4 +22,6 @@ export async function v1Routes(
   await app.register(apiKeyRoutes, deps);
   await app.register(jobRoutes, { ...deps, realtime: options.realtime });
   await app.register(adminRoutes, deps);
+  await app.register(webhookRoutes, deps);
+  await app.register(scheduleRoutes, deps);
 }

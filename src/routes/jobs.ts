@@ -23,7 +23,8 @@ const backoffSchema = z
   })
   .strict();
 
-export const jobInputSchema = z
+/** A job's fields; `jobInputSchema` adds the rules across fields. Schedules' templates reuse it. */
+export const jobFieldsSchema = z
   .object({
     type: z.string().min(1).max(200),
     payload: z.unknown().optional(),
@@ -39,8 +40,12 @@ export const jobInputSchema = z
     singletonKey: z.string().min(1).max(255).optional(),
     tags: z.array(z.string().min(1).max(64)).max(20).optional(),
   })
-  .strict()
-  .refine((job) => job.delay === undefined || job.runAt === undefined, { message: 'send delay or runAt, not both', path: ['runAt'] });
+  .strict();
+
+export const jobInputSchema = jobFieldsSchema.refine((job) => job.delay === undefined || job.runAt === undefined, {
+  message: 'send delay or runAt, not both',
+  path: ['runAt'],
+});
 
 export const jobSchema = z
   .object({

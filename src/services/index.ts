@@ -7,12 +7,15 @@ import type { Database } from '../db/schema.js';
 import type { Clock } from '../utils/clock.js';
 import type { CounterStore } from '../utils/counterStore.js';
 import type { Mailer } from '../utils/mailer.js';
+import type { OutboundPolicy } from '../utils/ssrfGuard.js';
 import { ApiKeyService } from './apiKeyService.js';
 import { AuthService, type AuthSettings } from './authService.js';
 import { JobService, type JobLimits, type JobTypes } from './jobService.js';
 import { LoginThrottle } from './loginThrottle.js';
 import { QueueService } from './queueService.js';
+import { ScheduleService, ScheduleStore } from './scheduleService.js';
 import { UserService } from './userService.js';
+import { WebhookService } from './webhookService.js';
 
 export interface Services {
   readonly users: UserService;
@@ -20,6 +23,9 @@ export interface Services {
   readonly auth: AuthService;
   readonly jobs: JobService;
   readonly queues: QueueService;
+  readonly webhooks: WebhookService;
+  readonly schedules: ScheduleService;
+  readonly scheduleStore: ScheduleStore;
 }
 
 export interface ServiceDependencies {
@@ -35,6 +41,8 @@ export interface ServiceDependencies {
   /** Session-ending notices for live connections (the event bus). */
   notify: (message: ControlMessage) => void;
   hub: JobEventHub;
+  /** The SSRF guard webhook URLs are checked against (the sender uses the same policy). */
+  outboundPolicy: OutboundPolicy;
 }
 
 export function createServices(deps: ServiceDependencies): Services {
@@ -43,5 +51,7 @@ export function createServices(deps: ServiceDependencies): Services {
   const throttle = new LoginThrottle(deps.counters, deps.clock);
   const auth = new AuthService(deps.db, users, apiKeys, throttle, deps.mailer, deps.auth, deps.clock, deps.logger);
   const jobs = new JobService(deps.engine, deps.jobTypes, deps.jobLimits, deps.clock, deps.hub);
-  return { users, apiKeys, auth, jobs, queues: new QueueService(deps.engine) };
+  const schedules = new ScheduleService(deps.db, jobs, deps.clock);
+  const webhooks = new WebhookService(deps.db, deps.clock, deps.outboundPolicy);
+  return { users, apiKeys, auth, jobs, queues: new QueueService(deps.engine), schedules, scheduleStore: new ScheduleStore(deps.db), webhooks };
 }

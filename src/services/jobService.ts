@@ -1,7 +1,7 @@
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../engine/lifecycle.js';
 import { FINISHED_STATES } from '../engine/types.js';
 import { isFinalEvent, type Follower, type JobEventHub } from '../events/hub.js';
-import type { BackoffPolicy, Engine, Job, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
+import type { AddedJob, BackoffPolicy, Engine, Job, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
 import type { Clock } from '../utils/clock.js';
 import { toIso, toIsoOrNull } from '../utils/clock.js';
 import { AppError, errors } from '../utils/errors.js';
@@ -126,11 +126,11 @@ export class JobService {
     principal: Principal,
     input: JobInput,
     headerKey?: string,
-  ): Promise<{ job: PublicJob; created: boolean; deduplicatedBy?: 'idempotencyKey' | 'singletonKey' | undefined }> {
+  ): Promise<{ job: PublicJob; created: boolean; deduplicatedBy?: AddedJob['deduplicatedBy'] }> {
     if (headerKey !== undefined && input.idempotencyKey !== undefined && headerKey !== input.idempotencyKey) {
       throw errors.idempotencyConflict();
     }
-    const job = this.toNewJob(principal, { ...input, idempotencyKey: headerKey ?? input.idempotencyKey });
+    const job = this.buildJob(principal.userId, { ...input, idempotencyKey: headerKey ?? input.idempotencyKey });
     const [added] = await this.engine.addJobs([job]);
     if (!added) throw errors.internal(new Error('the engine added no job'));
     return { job: toPublicJob(added.job), created: added.created, deduplicatedBy: added.deduplicatedBy };
@@ -140,7 +140,7 @@ export class JobService {
   async submitBulk(principal: Principal, inputs: JobInput[]): Promise<PublicJob[]> {
     const jobs = inputs.map((input, index) => {
       try {
-        return this.toNewJob(principal, input);
+        return this.buildJob(principal.userId, input);
       } catch (error) {
         // Name the offending job, so a client can find it among a thousand.
         if (error instanceof AppError) {
@@ -153,6 +153,13 @@ export class JobService {
     });
     const added = await this.engine.addJobs(jobs);
     return added.map((entry) => toPublicJob(entry.job));
+  }
+
+  /** Adds a job built by buildJob (schedules use it). */
+  async addJob(job: NewJob): Promise<AddedJob> {
+    const [added] = await this.engine.addJobs([job]);
+    if (!added) throw errors.internal(new Error('the engine added no job'));
+    return added;
   }
 
   async get(principal: Principal, id: string): Promise<PublicJob> {
@@ -264,14 +271,18 @@ export class JobService {
     return job;
   }
 
-  private toNewJob(principal: Principal, input: JobInput): NewJob {
+  /**
+   * Checks a submission (known type, payload size, times) and fills in defaults. Schedules use it
+   * for their job template, with the fire time as run time.
+   */
+  buildJob(ownerId: string, input: JobInput, fromSchedule?: { scheduleId: string; fireAt: number | null }): NewJob {
     const defaultQueue = this.types.defaultQueue(input.type);
     if (defaultQueue === undefined) throw errors.unknownJobType(input.type, this.types.list());
     const payloadBytes = Buffer.byteLength(JSON.stringify(input.payload ?? null));
     if (payloadBytes > this.limits.maxPayloadBytes) throw errors.payloadTooLargeForJob(this.limits.maxPayloadBytes);
     if (input.delay !== undefined && input.runAt !== undefined) throw errors.badRequest('Send delay or runAt, not both.');
     const now = this.clock.now();
-    const runAt = input.runAt !== undefined ? Date.parse(input.runAt) : now + (input.delay ?? 0);
+    const runAt = fromSchedule?.fireAt ?? (input.runAt !== undefined ? Date.parse(input.runAt) : now + (input.delay ?? 0));
     return {
       type: input.type,
       queue: input.queue ?? defaultQueue,
@@ -285,8 +296,9 @@ export class JobService {
       idempotencyKey: input.idempotencyKey ?? null,
       singletonKey: input.singletonKey ?? null,
       tags: [...new Set(input.tags ?? [])],
-      ownerId: principal.userId,
-      scheduleId: null,
+      ownerId,
+      scheduleId: fromSchedule?.scheduleId ?? null,
+      fireAt: fromSchedule?.fireAt ?? null,
     };
   }
 }

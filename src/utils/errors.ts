@@ -112,6 +112,15 @@ export const errors = {
   invalidCursor: () => new AppError('JOBLINE_INVALID_CURSOR', 400, 'The cursor is malformed or from another listing.'),
   ssrfBlocked: (message: string) => new AppError('JOBLINE_SSRF_BLOCKED', 400, message),
 
+  webhookNotFound: () => new AppError('JOBLINE_WEBHOOK_NOT_FOUND', 404, 'No such webhook endpoint.'),
+  deliveryNotFound: () => new AppError('JOBLINE_DELIVERY_NOT_FOUND', 404, 'No such delivery of this webhook endpoint.'),
+  webhookDisabled: (reason: string | null) =>
+    new AppError(
+      'JOBLINE_WEBHOOK_DISABLED',
+      409,
+      `The webhook endpoint is disabled${reason === null ? '' : ` (${reason})`}; enable it with PATCH {"enabled": true} first.`,
+    ),
+
   jobNotFound: () => new AppError('JOBLINE_JOB_NOT_FOUND', 404, 'No such job.'),
   jobStateConflict: (message: string) => new AppError('JOBLINE_JOB_STATE_CONFLICT', 409, message),
   singletonTaken: (jobId: string) =>
@@ -130,6 +139,7 @@ export const errors = {
       409,
       'The Idempotency-Key header and the body\'s idempotencyKey differ; send one of them.',
     ),
+  scheduleNotFound: () => new AppError('JOBLINE_SCHEDULE_NOT_FOUND', 404, 'No such schedule.'),
   notReady: (checks: Record<string, string>) =>
     new AppError('JOBLINE_NOT_READY', 503, 'A dependency of the server is not available.', { extensions: { checks } }),
   internal: (cause?: unknown) =>

@@ -52,7 +52,8 @@ export class WorkerPool {
     });
     this.renewTimer = setInterval(() => void this.renewLeases(), Math.max(50, Math.floor(this.options.leaseMs / 3)));
     this.renewTimer.unref();
-    const pollMs = engine.capabilities.pushesAvailability ? 1000 : (this.options.idlePollMs ?? 250);
+    // An engine that announces new work needs only a slow safety poll.
+    const pollMs = engine.capabilities.pushesAvailability ? 5000 : (this.options.idlePollMs ?? 250);
     this.pollTimer = setInterval(() => void this.discoverQueues(), pollMs);
     this.pollTimer.unref();
     void this.discoverQueues();
@@ -104,9 +105,7 @@ export class WorkerPool {
   /** Finds queues with waiting jobs (a job may name any queue), then looks for work in every queue. */
   private async discoverQueues(): Promise<void> {
     try {
-      for (const queue of await this.options.engine.listQueues()) {
-        if (!queue.paused && queue.counts.queued > 0) this.consumerFor(queue.name);
-      }
+      for (const queue of await this.options.engine.queuesWithWaitingJobs()) this.consumerFor(queue);
     } catch (error) {
       this.options.logger.error({ err: toError(error) }, 'listing queues failed');
     }
@@ -150,7 +149,7 @@ export class WorkerPool {
     const labels = { queue: job.queue, type: job.type };
     this.activeByType.set(handler.type, (this.activeByType.get(handler.type) ?? 0) + 1);
     const started = Date.now();
-    this.options.metrics.attemptStarted(labels, started - job.runAt);
+    this.options.metrics.attemptStarted(labels, started - Math.max(job.runAt, job.createdAt));
     const attempt = startAttempt(this.options.engine, claim, handler);
     this.running.set(job.id, attempt);
     attempt.done

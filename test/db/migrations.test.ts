@@ -5,10 +5,11 @@ import SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDatabase, migrateToLatest } from '../../src/config/database.js';
+import { migrations } from '../../src/db/migrations/index.js';
 import { createTestDatabase, testDatabases } from '../helpers/postgres.js';
 
 const databases = await testDatabases();
-const ACCOUNT_TABLES = ['api_keys', 'job_events', 'jobs', 'password_resets', 'queues', 'refresh_tokens', 'users'];
+const ACCOUNT_TABLES = ['api_keys', 'job_events', 'job_tags', 'jobs', 'password_resets', 'queues', 'refresh_tokens', 'schedules', 'users'];
 
 describe.each(databases)('migrations on %s', (kind) => {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -33,7 +34,7 @@ describe.each(databases)('migrations on %s', (kind) => {
 
   it('creates every table, and a second run applies nothing', async () => {
     const handle = await open();
-    expect(await migrateToLatest(handle.db)).toEqual(['0001_accounts', '0002_jobs']);
+    expect(await migrateToLatest(handle.db)).toEqual(Object.keys(migrations).sort());
     expect(await migrateToLatest(handle.db)).toEqual([]);
     const tables = (await handle.db.introspection.getTables()).map((table) => table.name).sort();
     expect(tables).toEqual(expect.arrayContaining(ACCOUNT_TABLES));

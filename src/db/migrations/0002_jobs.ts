@@ -35,21 +35,41 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('worker_id', 'varchar(100)')
     .addColumn('last_seq', 'integer', (column) => column.notNull())
     .execute();
-  // Claiming: the next due jobs of a queue, highest priority first, oldest first within one.
-  await db.schema.createIndex('jobs_claim').on('jobs').columns(['queue', 'state', 'priority desc', 'id']).execute();
-  // Sweeps: due scheduled jobs, expired leases, finished jobs past retention.
-  await db.schema.createIndex('jobs_state_run_at').on('jobs').columns(['state', 'run_at']).execute();
-  await db.schema.createIndex('jobs_state_lease').on('jobs').columns(['state', 'lease_expires_at']).execute();
-  await db.schema.createIndex('jobs_state_expires').on('jobs').columns(['state', 'expires_at']).execute();
-  await db.schema.createIndex('jobs_state_finished').on('jobs').columns(['state', 'finished_at']).execute();
-  // Listings, newest first, for everyone or one owner, by state or queue.
+  // Partial indexes: each covers only the rows in the state it serves, so a state change
+  // touches few index entries.
+  // Claiming: the next queued jobs of a queue and type, highest priority first, oldest first within one.
+  await db.schema
+    .createIndex('jobs_claim')
+    .on('jobs')
+    .columns(['queue', 'type', 'priority desc', 'id'])
+    .where(sql.ref('state'), '=', 'queued')
+    .execute();
+  // Sweeps: due scheduled jobs, expired leases, expired ttl, finished jobs past retention.
+  await db.schema.createIndex('jobs_scheduled_run_at').on('jobs').column('run_at').where(sql.ref('state'), '=', 'scheduled').execute();
+  await db.schema.createIndex('jobs_active_lease').on('jobs').column('lease_expires_at').where(sql.ref('state'), '=', 'active').execute();
+  await db.schema
+    .createIndex('jobs_waiting_expires')
+    .on('jobs')
+    .column('expires_at')
+    .where(sql<boolean>`state in ('queued', 'scheduled')`)
+    .where(sql.ref('expires_at'), 'is not', null)
+    .execute();
+  await db.schema.createIndex('jobs_finished').on('jobs').columns(['state', 'finished_at']).where(sql.ref('finished_at'), 'is not', null).execute();
+  // Listings, newest first: everyone's, one owner's, by state, queue or type.
   await db.schema.createIndex('jobs_created').on('jobs').columns(['created_at desc', 'id desc']).execute();
   await db.schema.createIndex('jobs_owner_created').on('jobs').columns(['owner_id', 'created_at desc', 'id desc']).execute();
   await db.schema.createIndex('jobs_state_created').on('jobs').columns(['state', 'created_at desc', 'id desc']).execute();
   await db.schema.createIndex('jobs_queue_created').on('jobs').columns(['queue', 'created_at desc', 'id desc']).execute();
-  await db.schema.createIndex('jobs_schedule').on('jobs').columns(['schedule_id', 'state']).execute();
+  await db.schema.createIndex('jobs_type_created').on('jobs').columns(['type', 'created_at desc', 'id desc']).execute();
+  await db.schema.createIndex('jobs_schedule').on('jobs').columns(['schedule_id', 'state']).where(sql.ref('schedule_id'), 'is not', null).execute();
   // The same idempotency key from the same owner is one job.
-  await db.schema.createIndex('jobs_idempotency').on('jobs').columns(['owner_id', 'idempotency_key']).unique().execute();
+  await db.schema
+    .createIndex('jobs_idempotency')
+    .on('jobs')
+    .columns(['owner_id', 'idempotency_key'])
+    .unique()
+    .where(sql.ref('idempotency_key'), 'is not', null)
+    .execute();
   // At most one queued, scheduled or active job per owner and singleton key.
   await db.schema
     .createIndex('jobs_singleton')
@@ -73,12 +93,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await db.schema.createIndex('job_events_job_seq').on('job_events').columns(['job_id', 'seq']).unique().execute();
 
-  // One row per tag of a job: filtering by tag is an exact, indexed match.
+  // One row per tag of a job, in listing order: a tag filter walks this index, newest first.
   await db.schema
     .createTable('job_tags')
     .addColumn('tag', 'varchar(64)', (column) => column.notNull())
+    .addColumn('created_at', 'bigint', (column) => column.notNull())
     .addColumn('job_id', 'varchar(36)', (column) => column.notNull())
-    .addPrimaryKeyConstraint('job_tags_pk', ['tag', 'job_id'])
+    .addPrimaryKeyConstraint('job_tags_pk', ['tag', 'created_at', 'job_id'])
     .execute();
   await db.schema.createIndex('job_tags_job').on('job_tags').column('job_id').execute();
 

@@ -46,8 +46,8 @@ interface PendingWrite {
 }
 
 const SWEEP_BATCH = 500;
-/** Retention deletes in chunks and stops after this long, so a large backlog never stalls the engine. */
-const RETENTION_BUDGET_MS = 200;
+/** Retention deletes this many jobs per transaction, yielding between chunks. */
+const RETENTION_CHUNK = 100;
 const MAX_TIMER_MS = 3_600_000;
 
 /**
@@ -108,6 +108,10 @@ export class EmbeddedEngine implements Engine {
   async addJobs(jobs: NewJob[]): Promise<AddedJob[]> {
     return this.transact((ctx) =>
       jobs.map((job): AddedJob => {
+        if (job.scheduleId !== null && job.fireAt != null) {
+          const existing = this.st.jobByFireTime.get(job.scheduleId, job.fireAt);
+          if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'fireTime' };
+        }
         if (job.idempotencyKey !== null) {
           const existing = this.st.jobByIdempotencyKey.get(job.ownerId, job.idempotencyKey);
           if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'idempotencyKey' };
@@ -165,8 +169,16 @@ export class EmbeddedEngine implements Engine {
   async claimJobs(request: { queue: string; types: string[]; limit: number; workerId: string; leaseMs: number }): Promise<Claim[]> {
     if (!this.running || this.paused.has(request.queue) || request.limit <= 0) return [];
     return this.transact((ctx) => {
-      const rows = this.st.nextClaimable.all(request.queue, JSON.stringify(request.types), request.limit);
-      return rows.flatMap((row) => writes.activate(ctx, row, request.workerId, request.leaseMs) ?? []);
+      const claims: Claim[] = [];
+      for (const type of request.types) {
+        const rows = this.st.nextClaimable.all(request.queue, type, request.limit - claims.length);
+        for (const row of rows) {
+          const claim = writes.activate(ctx, row, request.workerId, request.leaseMs);
+          if (claim) claims.push(claim);
+        }
+        if (claims.length >= request.limit) break;
+      }
+      return claims;
     });
   }
 
@@ -198,6 +210,10 @@ export class EmbeddedEngine implements Engine {
 
   listQueues(): Promise<QueueInfo[]> {
     return this.records.queues();
+  }
+
+  async queuesWithWaitingJobs(): Promise<string[]> {
+    return this.st.queuesWithWaitingJobs.all().map(({ queue }) => queue);
   }
 
   async pauseQueue(name: string): Promise<void> {
@@ -270,12 +286,27 @@ export class EmbeddedEngine implements Engine {
     });
   }
 
-  /** Commits every queued write in one transaction; each runs in its own savepoint so one bad write fails alone. */
+  /**
+   * Commits every queued write in one transaction. Should one write throw (a bug, never an
+   * expected outcome), the batch is rolled back and run again with a savepoint per write, so
+   * the bad write fails alone.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
+    let values: unknown[];
+    try {
+      values = this.transact((ctx) => batch.map((write) => write.run(ctx)));
+    } catch {
+      this.flushOneByOne(batch);
+      return;
+    }
+    batch.forEach((write, index) => write.resolve(values[index]));
+  }
+
+  private flushOneByOne(batch: PendingWrite[]): void {
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: Error })[] = [];
     try {
       this.transact((ctx) => {
@@ -354,31 +385,31 @@ export class EmbeddedEngine implements Engine {
       // Retention needs no haste: every tenth sweep.
       if (now - this.lastRetentionAt >= 10 * (this.options.sweepIntervalMs ?? 1000)) {
         this.lastRetentionAt = now;
-        this.purgeFinished(now);
+        this.purgeFinished(now).catch((error: unknown) => this.options.logger.error({ err: toError(error) }, 'retention purge failed'));
       }
     } catch (error) {
       this.options.logger.error({ err: toError(error) }, 'engine sweep failed');
     }
   }
 
-  private purgeFinished(now: number): void {
+  /** Deletes finished jobs past retention in small chunks, yielding between them so the engine never stalls. */
+  private async purgeFinished(now: number): Promise<void> {
     const { completedMs, failedMs } = this.options.retention;
     const cutoffs: [string, number][] = [
       ['completed', now - completedMs],
       ['failed', now - failedMs],
       ['cancelled', now - failedMs],
     ];
-    const started = Date.now();
     for (const [state, cutoff] of cutoffs) {
       for (;;) {
+        if (!this.running) return;
         const deleted = this.transact(() => {
-          const ids = this.st.finishedBefore.all(state, cutoff, SWEEP_BATCH);
-          for (const { id } of ids) {
-            writes.deleteJob(this.st, id);
-          }
+          const ids = this.st.finishedBefore.all(state, cutoff, RETENTION_CHUNK);
+          for (const { id } of ids) writes.deleteJob(this.st, id);
           return ids.length;
         });
-        if (deleted < SWEEP_BATCH || Date.now() - started > RETENTION_BUDGET_MS) break;
+        if (deleted < RETENTION_CHUNK) break;
+        await new Promise((resolve) => setImmediate(resolve));
       }
     }
   }

@@ -11,21 +11,23 @@ export function prepareStatements(db: SqliteDatabase.Database) {
     insertJob: statement(`
       insert into jobs (id, queue, type, state, priority, payload, result, error, progress, attempts_made, max_attempts,
         crash_count, backoff, timeout_ms, expires_at, idempotency_key, singleton_key, tags, owner_id, schedule_id,
-        created_at, run_at, started_at, finished_at, lease_token, lease_expires_at, worker_id, last_seq)
+        created_at, run_at, started_at, finished_at, lease_token, lease_expires_at, worker_id, last_seq, fire_at)
       values (@id, @queue, @type, @state, @priority, @payload, @result, @error, @progress, @attempts_made, @max_attempts,
         @crash_count, @backoff, @timeout_ms, @expires_at, @idempotency_key, @singleton_key, @tags, @owner_id, @schedule_id,
-        @created_at, @run_at, @started_at, @finished_at, @lease_token, @lease_expires_at, @worker_id, @last_seq)`),
+        @created_at, @run_at, @started_at, @finished_at, @lease_token, @lease_expires_at, @worker_id, @last_seq, @fire_at)`),
     insertEvent: statement(`insert into job_events (job_id, seq, seq_end, type, at, data) values (?, ?, ?, ?, ?, ?)`),
     jobById: statement<JobRow>(`select * from jobs where id = ?`),
     jobByIdempotencyKey: statement<JobRow>(`select * from jobs where owner_id = ? and idempotency_key = ?`),
+    jobByFireTime: statement<JobRow>(`select * from jobs where schedule_id = ? and fire_at = ?`),
     liveJobBySingletonKey: statement<JobRow>(
       `select * from jobs where owner_id = ? and singleton_key = ? and state in ('queued', 'scheduled', 'active')`,
     ),
     nextClaimable: statement<JobRow>(`
       select * from jobs
-      where queue = ? and state = 'queued' and type in (select value from json_each(?))
+      where queue = ? and type = ? and state = 'queued'
       order by priority desc, id
       limit ?`),
+    queuesWithWaitingJobs: statement<{ queue: string }>(`select distinct queue from jobs where state = 'queued'`),
     markActive: statement(`
       update jobs set state = 'active', attempts_made = attempts_made + 1, started_at = @now, lease_token = @token,
         lease_expires_at = @lease_expires_at, worker_id = @worker_id, last_seq = @seq
@@ -58,7 +60,7 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       `select id from jobs where queue = ? and state = ? and (? is null or finished_at < ?) limit ?`,
     ),
     failedInQueue: statement<{ id: string }>(`select id from jobs where queue = ? and state = 'failed' limit ?`),
-    insertTag: statement(`insert or ignore into job_tags (tag, job_id) values (?, ?)`),
+    insertTag: statement(`insert or ignore into job_tags (tag, created_at, job_id) values (?, ?, ?)`),
     deleteTags: statement(`delete from job_tags where job_id = ?`),
     deleteEvents: statement(`delete from job_events where job_id = ?`),
     deleteJob: statement(`delete from jobs where id = ?`),

@@ -57,7 +57,8 @@ function requireTransition(row: JobRow, action: Action): JobState {
 }
 
 export function insertJob(ctx: WriteContext, id: string, job: NewJob): JobRow {
-  const runAt = Math.max(job.runAt, ctx.now);
+  // A run time in the past is kept as given (a schedule's fire time), the job is simply due.
+  const runAt = job.runAt;
   const state: JobState = runAt > ctx.now ? 'scheduled' : 'queued';
   const row: JobRow = {
     id,
@@ -74,7 +75,7 @@ export function insertJob(ctx: WriteContext, id: string, job: NewJob): JobRow {
     crash_count: 0,
     backoff: JSON.stringify(job.backoff),
     timeout_ms: job.timeoutMs,
-    expires_at: job.ttlMs === null ? null : runAt + job.ttlMs,
+    expires_at: job.ttlMs === null ? null : Math.max(runAt, ctx.now) + job.ttlMs,
     idempotency_key: job.idempotencyKey,
     singleton_key: job.singletonKey,
     tags: JSON.stringify(job.tags),
@@ -88,11 +89,12 @@ export function insertJob(ctx: WriteContext, id: string, job: NewJob): JobRow {
     lease_expires_at: null,
     worker_id: null,
     last_seq: 0,
+    fire_at: job.fireAt ?? null,
   };
   // The event first: it sets row.last_seq, so the job row is written once, complete.
   addEvent(ctx, row, 'job.created', {});
   ctx.st.insertJob.run(row);
-  for (const tag of job.tags) ctx.st.insertTag.run(tag, id);
+  for (const tag of job.tags) ctx.st.insertTag.run(tag, ctx.now, id);
   if (state === 'queued') ctx.changes.available.add(job.queue);
   else ctx.changes.scheduledAt.push(runAt);
   return row;

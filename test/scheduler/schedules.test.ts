@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, registerProbeHandlers, sleepMs } from '../conformance/harness.js';
+import { problemOf, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+
+interface ScheduleView {
+  id: string;
+  nextRunAt: string | null;
+  lastRunAt: string | null;
+  upcoming: string[];
+  enabled: boolean;
+}
+
+interface JobRow {
+  id: string;
+  scheduleId: string | null;
+  runAt: string;
+  createdAt: string;
+  state: string;
+}
+
+describe('schedules', () => {
+  let server: TestRuntime;
+  let client: Client;
+  let other: Client;
+
+  beforeAll(async () => {
+    server = await startTestRuntime({ handlers: registerProbeHandlers });
+    client = new Client(server, (await server.login()).accessToken);
+    await server.createUser('sched-other@example.com', 'other-password-1');
+    other = new Client(server, (await server.login('sched-other@example.com', 'other-password-1')).accessToken);
+  });
+  afterAll(async () => server.close());
+
+  const create = async (body: Record<string, unknown>, token = client.token) =>
+    server.request({ method: 'POST', url: '/v1/schedules', token, body });
+  const jobsOf = async (scheduleId: string): Promise<JobRow[]> => {
+    const all: JobRow[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { items: JobRow[]; nextCursor: string | null } = (await server.request({ method: 'GET', url: `/v1/jobs?limit=200${cursor ? `&cursor=${cursor}` : ''}`, token: client.token })).json();
+      all.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return all.filter((job) => job.scheduleId === scheduleId);
+  };
+
+  describe('the API', () => {
+    it('creates a schedule with its next run and the next five fire times', async () => {
+      const response = await create({ name: 'nightly', cron: '0 3 * * *', timezone: 'Europe/Berlin', job: { type: 'echo', payload: { a: 1 } } });
+      expect(response.statusCode).toBe(201);
+      const schedule = response.json();
+      expect(schedule).toMatchObject({ name: 'nightly', cron: '0 3 * * *', timezone: 'Europe/Berlin', overlap: 'allow', catchUp: 'none', enabled: true, lastRunAt: null });
+      expect(schedule.upcoming).toHaveLength(5);
+      expect(schedule.upcoming[0]).toBe(schedule.nextRunAt);
+      // 03:00 in Berlin is 01:00 or 02:00 UTC, depending on the season.
+      for (const time of schedule.upcoming) expect(new Date(time).getUTCHours()).toBeOneOf([1, 2]);
+    });
+
+    it('refuses a bad expression, time zone or job template with 400 naming the field', async () => {
+      const badCron = await create({ name: 'x', cron: '61 * * * *', job: { type: 'echo' } });
+      expect(badCron.statusCode).toBe(400);
+      expect(problemOf(badCron).errors?.[0]?.path).toBe('body.cron');
+      const fourFields = await create({ name: 'x', cron: '* * * *', job: { type: 'echo' } });
+      expect(problemOf(fourFields).errors?.[0]?.path).toBe('body.cron');
+      const badZone = await create({ name: 'x', cron: '* * * * *', timezone: 'Mars/Olympus', job: { type: 'echo' } });
+      expect(problemOf(badZone).errors?.[0]?.path).toBe('body.timezone');
+      const unknownType = await create({ name: 'x', cron: '* * * * *', job: { type: 'nope' } });
+      expect(unknownType.statusCode).toBe(400);
+      expect(problemOf(unknownType).code).toBe('JOBLINE_UNKNOWN_JOB_TYPE');
+      const withDelay = await create({ name: 'x', cron: '* * * * *', job: { type: 'echo', delay: 5 } });
+      expect(problemOf(withDelay).errors?.[0]?.path).toBe('body.job.delay');
+    });
+
+    it('keeps schedules to their owner', async () => {
+      const mine = (await create({ name: 'mine', cron: '@daily', job: { type: 'echo' } })).json();
+      expect((await server.request({ method: 'GET', url: `/v1/schedules/${mine.id}`, token: other.token })).statusCode).toBe(404);
+      expect((await server.request({ method: 'DELETE', url: `/v1/schedules/${mine.id}`, token: other.token })).statusCode).toBe(404);
+      const theirList = (await server.request({ method: 'GET', url: '/v1/schedules', token: other.token })).json();
+      expect(theirList.items.map((item: { id: string }) => item.id)).not.toContain(mine.id);
+    });
+
+    it('disables, re-enables (planning from now), updates and deletes', async () => {
+      const schedule = (await create({ name: 'toggle', cron: '0 * * * *', job: { type: 'echo' } })).json();
+      const disabled = (await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: false } })).json();
+      expect(disabled).toMatchObject({ enabled: false, nextRunAt: null, upcoming: [] });
+      const enabled = (await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: true, cron: '30 * * * *' } })).json();
+      expect(new Date(enabled.nextRunAt).getUTCMinutes()).toBe(30);
+      expect((await server.request({ method: 'DELETE', url: `/v1/schedules/${schedule.id}`, token: client.token })).statusCode).toBe(204);
+      expect((await server.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: client.token })).statusCode).toBe(404);
+    });
+
+    it('triggers a run now, carrying the schedule id', async () => {
+      const schedule = (await create({ name: 'manual', cron: '0 0 1 1 *', job: { type: 'echo', payload: { hello: 'now' } } })).json();
+      const triggered = await server.request({ method: 'POST', url: `/v1/schedules/${schedule.id}/trigger`, token: client.token });
+      expect(triggered.statusCode).toBe(201);
+      const job = await client.waitFor(triggered.json().id);
+      expect(job).toMatchObject({ state: 'completed', result: { echoed: { hello: 'now' } } });
+      expect(triggered.json().scheduleId).toBe(schedule.id);
+    });
+  });
+
+  describe('firing', () => {
+    it('creates one job per fire time, with runAt the fire time and the schedule id', async () => {
+      const schedule = (await create({ name: 'every-second', cron: '* * * * * *', job: { type: 'echo' } })).json<ScheduleView>();
+      await sleepMs(3300);
+      await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: false } });
+      const jobs = await jobsOf(schedule.id);
+      expect(jobs.length).toBeGreaterThanOrEqual(3);
+      expect(jobs.length).toBeLessThanOrEqual(4);
+      const fireTimes = jobs.map((job) => Date.parse(job.runAt));
+      expect(new Set(fireTimes).size).toBe(fireTimes.length);
+      for (const fireAt of fireTimes) expect(fireAt % 1000).toBe(0);
+      for (const job of jobs) expect(Date.parse(job.createdAt) - Date.parse(job.runAt)).toBeLessThan(500);
+      const after = (await server.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: client.token })).json<ScheduleView>();
+      expect(Math.max(...fireTimes)).toBe(Date.parse(after.lastRunAt!));
+    });
+
+    it('creates no second job when a fire time is processed again (a crash before nextRunAt moved on)', async () => {
+      const schedule = (await create({ name: 'replayed', cron: '* * * * * *', job: { type: 'echo' } })).json<ScheduleView>();
+      await sleepMs(1500);
+      await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: false } });
+      const fired = await jobsOf(schedule.id);
+      expect(fired.length).toBeGreaterThanOrEqual(1);
+      const firstFireAt = Math.min(...fired.map((job) => Date.parse(job.runAt)));
+      // Rewind as a crash between creating the job and advancing the schedule would leave it.
+      const { db } = server.runtime.database;
+      await db.updateTable('schedules').set({ enabled: 1, next_run_at: firstFireAt }).where('id', '=', schedule.id).execute();
+      server.runtime.scheduler?.wake();
+      await sleepMs(300);
+      await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: false } });
+      const after = await jobsOf(schedule.id);
+      const fireTimes = after.map((job) => job.runAt);
+      expect(new Set(fireTimes).size).toBe(fireTimes.length);
+      // And the database itself refuses a second job for the same schedule and fire time.
+      const template = { type: 'echo', queue: 'default', payload: null, priority: 0, runAt: firstFireAt, maxAttempts: 1, backoff: { type: 'fixed' as const, delay: 0 }, timeoutMs: null, ttlMs: null, idempotencyKey: null, singletonKey: null, tags: [], ownerId: fired[0]!.id, scheduleId: schedule.id, fireAt: firstFireAt };
+      const [again] = await server.runtime.engine.addJobs([template]);
+      expect(again).toMatchObject({ created: false, deduplicatedBy: 'fireTime' });
+      await expect(
+        db.insertInto('jobs').values({ ...(await db.selectFrom('jobs').selectAll().where('schedule_id', '=', schedule.id).where('fire_at', '=', firstFireAt).executeTakeFirstOrThrow()), id: '00000000-0000-7000-8000-000000000001' }).execute(),
+      ).rejects.toThrow(/UNIQUE|unique/);
+    });
+
+    it('with overlap "skip", creates no job while the previous one is still running', async () => {
+      const schedule = (await create({ name: 'slow', cron: '* * * * * *', overlap: 'skip', job: { type: 'sleepy', payload: { ms: 2500 } } })).json();
+      await sleepMs(3300);
+      await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: false } });
+      const jobs = await jobsOf(schedule.id);
+      // Three fire times passed, but the first job held the schedule for 2.5 s.
+      expect(jobs.length).toBeLessThanOrEqual(2);
+      expect(jobs.length).toBeGreaterThanOrEqual(1);
+      const metrics = (await server.request({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(/jobline_schedule_skips_total\{reason="overlap"\} [1-9]/);
+    });
+
+    it('skips fire times missed during an outage by default, and catches up once when asked', async () => {
+      const skipping = (await create({ name: 'skipper', cron: '* * * * *', job: { type: 'echo' } })).json();
+      const catching = (await create({ name: 'catcher', cron: '* * * * *', catchUp: 'once', job: { type: 'echo' } })).json();
+      // As if the scheduler had been down for ten minutes: both are ten minutes overdue.
+      const tenMinutesAgo = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
+      await server.runtime.database.db.updateTable('schedules').set({ next_run_at: tenMinutesAgo }).where('id', 'in', [skipping.id, catching.id]).execute();
+      server.runtime.scheduler?.wake();
+      await sleepMs(500);
+      expect(await jobsOf(skipping.id)).toEqual([]);
+      const caughtUp = await jobsOf(catching.id);
+      expect(caughtUp).toHaveLength(1);
+      expect(Date.parse(caughtUp[0]!.runAt)).toBeGreaterThanOrEqual(tenMinutesAgo + 9 * 60_000);
+      for (const id of [skipping.id, catching.id]) {
+        const view = (await server.request({ method: 'GET', url: `/v1/schedules/${id}`, token: client.token })).json<ScheduleView>();
+        expect(Date.parse(view.nextRunAt!)).toBeGreaterThan(Date.now());
+      }
+      const metrics = (await server.request({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(/jobline_schedule_skips_total\{reason="missed"\} (1[0-9]|[2-9][0-9])/);
+    });
+  });
+});
