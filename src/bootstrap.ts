@@ -147,12 +147,13 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         detachSockets();
         io?.local.disconnectSockets(true);
         io?.engine.close();
-        await app.close();
-        await scheduler?.stop();
-        await Promise.all([
-          workers?.stop(config.shutdownGraceMs),
-          webhookDelivery?.stop(Math.min(config.shutdownGraceMs, WEBHOOK_TIMEOUT_MS)),
-        ]);
+        // Stop claiming and firing at once, while HTTP drains: running jobs get the grace period.
+        const stopping = Promise.all([scheduler?.stop(), workers?.stop(config.shutdownGraceMs), webhookDelivery?.stop(Math.min(config.shutdownGraceMs, WEBHOOK_TIMEOUT_MS))]);
+        // Connections that stay open after the answers are sent (keep-alive) must not hold the exit.
+        const forceClose = setTimeout(() => app.server.closeAllConnections(), 5000);
+        forceClose.unref();
+        await Promise.all([app.close(), stopping]);
+        clearTimeout(forceClose);
         await jobEngine.stop();
         hub.close();
         await bus.close();

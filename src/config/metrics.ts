@@ -29,7 +29,7 @@ export interface RealtimeMetrics {
 export interface SchedulerMetrics {
   /** A schedule created its job `lagMs` after the fire time. */
   fired(lagMs: number): void;
-  skipped(reason: 'overlap' | 'missed', count: number): void;
+  skipped(reason: 'overlap' | 'missed' | 'error', count: number): void;
 }
 
 /** What the webhook sender reports. */
@@ -160,7 +160,7 @@ function createSchedulerMetrics(registry: Registry): SchedulerMetrics {
   const fires = new Counter({ name: 'jobline_schedule_fires_total', help: 'Jobs created by schedules at their fire times.', registers: [registry] });
   const skips = new Counter({
     name: 'jobline_schedule_skips_total',
-    help: 'Fire times that created no job: overlap (the previous job still running) or missed (the scheduler was down).',
+    help: 'Fire times that created no job: overlap (the previous job still running), missed (the scheduler was down), error (the template is no longer a valid job).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });

@@ -58,8 +58,8 @@ export interface NewJob {
   queue: string;
   payload: unknown;
   priority: number;
-  /** Not before this time (epoch ms); now when it is not later. */
-  runAt: number;
+  /** Not before this time (epoch ms); null: now, as the engine stores it (the same instant as createdAt). */
+  runAt: number | null;
   maxAttempts: number;
   backoff: BackoffPolicy;
   timeoutMs: number | null;

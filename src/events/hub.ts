@@ -35,6 +35,8 @@ interface JobFollower extends FollowOptions {
   /** Serializes replays and gap repairs so delivery stays in order. */
   chain: Promise<void>;
   closed: boolean;
+  /** The initial replay is done but `caughtUp` waits for a gap repair it started. */
+  caughtUpPending: boolean;
 }
 
 /**
@@ -64,7 +66,14 @@ export class JobEventHub {
   }
 
   follow(options: FollowOptions): Follower {
-    const follower: JobFollower = { ...options, lastSeq: options.fromSeq, buffer: [], chain: Promise.resolve(), closed: false };
+    const follower: JobFollower = {
+      ...options,
+      lastSeq: options.fromSeq,
+      buffer: [],
+      chain: Promise.resolve(),
+      closed: false,
+      caughtUpPending: false,
+    };
     let set = this.byJob.get(options.jobId);
     if (!set) {
       set = new Set();
@@ -72,10 +81,8 @@ export class JobEventHub {
     }
     set.add(follower);
     follower.chain = this.replay(follower).then(() => {
-      const buffered = follower.buffer ?? [];
-      follower.buffer = null;
-      for (const event of buffered.sort((a, b) => a.seq - b.seq)) this.offer(follower, event);
-      if (!follower.closed) follower.caughtUp?.(follower.lastSeq);
+      follower.caughtUpPending = true;
+      this.drain(follower);
     });
     follower.chain.catch((error: unknown) => follower.onError?.(toError(error)));
     return { close: () => this.remove(follower) };
@@ -112,14 +119,22 @@ export class JobEventHub {
       return;
     }
     follower.buffer = [event];
-    follower.chain = follower.chain
-      .then(() => this.replay(follower))
-      .then(() => {
-        const buffered = follower.buffer ?? [];
-        follower.buffer = null;
-        for (const pending of buffered.sort((a, b) => a.seq - b.seq)) this.offer(follower, pending);
-      });
+    follower.chain = follower.chain.then(() => this.replay(follower)).then(() => this.drain(follower));
     follower.chain.catch((error: unknown) => follower.onError?.(toError(error)));
+  }
+
+  /**
+   * Delivers what was buffered during a replay. Offering may find a gap and start a repair
+   * (buffering again); only when no repair is pending has the follower caught up.
+   */
+  private drain(follower: JobFollower): void {
+    const buffered = follower.buffer ?? [];
+    follower.buffer = null;
+    for (const event of buffered.sort((a, b) => a.seq - b.seq)) this.offer(follower, event);
+    if (follower.buffer === null && follower.caughtUpPending && !follower.closed) {
+      follower.caughtUpPending = false;
+      follower.caughtUp?.(follower.lastSeq);
+    }
   }
 
   private async replay(follower: JobFollower): Promise<void> {

@@ -21,6 +21,11 @@ interface SocketState {
   principal: Principal;
   /** Job subscriptions still replaying, by job id. */
   replaying: Map<string, { close(): void }>;
+  /**
+   * Bumped by every subscribe and unsubscribe of a job, synchronously: a subscription whose
+   * replay has not started yet starts only if no later request superseded it.
+   */
+  generations: Map<string, number>;
   rooms: Set<string>;
   expiryTimer: NodeJS.Timeout | null;
 }
@@ -101,7 +106,13 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
   const stopControl = deps.bus.onControl((message) => endSessions(io, message));
 
   io.on('connection', (socket) => {
-    const state: SocketState = { principal: socket.data.principal as Principal, replaying: new Map(), rooms: new Set(), expiryTimer: null };
+    const state: SocketState = {
+      principal: socket.data.principal as Principal,
+      replaying: new Map(),
+      generations: new Map(),
+      rooms: new Set(),
+      expiryTimer: null,
+    };
     metrics.connected(1);
     const expiresAt = state.principal.expiresAt;
     if (expiresAt !== null) {
@@ -176,6 +187,7 @@ async function subscribeToJob(
 ): Promise<Subscribed> {
   const { jobId } = subscription;
   leave(socket, state, { jobId }, deps.metrics);
+  const generation = state.generations.get(jobId) ?? 0;
   const job = await deps.jobs.visibleJob(state.principal, jobId);
   const snapshot = { state: job.state, progress: job.progress, result: job.result, error: job.error, lastSeq: job.lastSeq };
   const batched = subscription.batch === true;
@@ -183,7 +195,9 @@ async function subscribeToJob(
   // Without fromSeq the client has the snapshot and wants what follows it.
   const startAfter = subscription.fromSeq ?? job.lastSeq;
   const start = () => {
-    if (socket.disconnected) return;
+    // Superseded by a later subscribe or unsubscribe of this job, or the socket is gone.
+    if (socket.disconnected || state.generations.get(jobId) !== generation) return;
+    deps.metrics.subscriptions(1);
     let replayed: PublicEventList = [];
     const sendReplayed = () => {
       for (let first = 0; first < replayed.length; first += BATCH_LIMIT) socket.emit('job.events', replayed.slice(first, first + BATCH_LIMIT));
@@ -213,11 +227,17 @@ async function subscribeToJob(
         }
         join(socket, state, room, deps.metrics, false);
       },
-      onError: () => socket.emit('subscription.failed', { jobId, code: 'JOBLINE_INTERNAL' }),
+      onError: () => {
+        follower.close();
+        if (state.replaying.get(jobId) === follower) {
+          state.replaying.delete(jobId);
+          deps.metrics.subscriptions(-1);
+        }
+        socket.emit('subscription.failed', { jobId, code: 'JOBLINE_INTERNAL' });
+      },
     });
     state.replaying.set(jobId, follower);
   };
-  deps.metrics.subscriptions(1);
   return { answer: { ok: true, snapshot }, afterAck: start };
 }
 
@@ -232,6 +252,7 @@ function leave(socket: Socket, state: SocketState, subscription: Target, metrics
   let room: string;
   if ('jobId' in subscription) {
     room = `job:${subscription.jobId}`;
+    state.generations.set(subscription.jobId, (state.generations.get(subscription.jobId) ?? 0) + 1);
     if (state.rooms.delete(`batch:${subscription.jobId}`)) {
       void socket.leave(`batch:${subscription.jobId}`);
       metrics.subscriptions(-1);

@@ -227,13 +227,21 @@ export async function jobRoutes(
       };
       streams.add(end);
       raw.on('close', end);
-      follower = await jobs.follow(principal, id, fromSeq, {
-        event: (event) => {
-          raw.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-          options.realtime.sent(1, 'sse');
-        },
-        end,
-      });
+      // The client may have gone before the listener was attached: 'close' would never come.
+      if (raw.destroyed) end();
+      try {
+        follower = await jobs.follow(principal, id, fromSeq, {
+          event: (event) => {
+            raw.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+            options.realtime.sent(1, 'sse');
+          },
+          end,
+        });
+      } catch (error) {
+        request.log.error({ err: error }, 'event stream failed');
+        end();
+        return reply;
+      }
       // The stream may have ended (client gone, job already finished) before follow() returned.
       if (!open) follower.close();
       return reply;
@@ -253,7 +261,17 @@ export async function jobRoutes(
         response: { 200: jobSchema },
       },
     },
-    async (request) => jobs.waitForResult(principalOf(request), request.params.id, request.query.wait * 1000),
+    async (request) => {
+      // Shutdown answers waiting polls at once (with the job as it is) instead of holding the exit.
+      const stop = new AbortController();
+      const abort = () => stop.abort();
+      streams.add(abort);
+      try {
+        return await jobs.waitForResult(principalOf(request), request.params.id, request.query.wait * 1000, stop.signal);
+      } finally {
+        streams.delete(abort);
+      }
+    },
   );
 
   for (const action of ['cancel', 'retry'] as const) {

@@ -4,7 +4,7 @@ import type { Engine } from '../engine/types.js';
 import type { JobInput, JobService } from '../services/jobService.js';
 import type { ScheduleRecord, ScheduleStore } from '../services/scheduleService.js';
 import type { Clock } from '../utils/clock.js';
-import { toError } from '../utils/errors.js';
+import { AppError, toError } from '../utils/errors.js';
 import { planFires } from './plan.js';
 
 /** The longest the scheduler sleeps, so schedules changed elsewhere are noticed within it. */
@@ -63,7 +63,11 @@ export class Scheduler {
     await this.ticking;
     if (!this.running) return;
     const next = await this.options.store.earliestNextRun().catch(() => null);
-    const wait = next === null ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, Math.max(0, next - this.options.clock.now()));
+    if (!this.running) return;
+    const now = this.options.clock.now();
+    // Still overdue after a tick means firing it failed: look again later rather than at once.
+    const wait = next === null || next <= now ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, next - now);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), wait);
     this.timer.unref();
   }
@@ -90,7 +94,15 @@ export class Scheduler {
     const fireTimes = plan.catchUpFireAt !== null && plan.fire.length === 0 ? [plan.catchUpFireAt] : plan.fire;
     let lastFired: number | null = null;
     for (const fireAt of fireTimes) {
-      if (await this.fire(schedule, fireAt)) lastFired = fireAt;
+      try {
+        if (await this.fire(schedule, fireAt)) lastFired = fireAt;
+      } catch (error) {
+        // A template that can no longer be a job (its type was removed, a limit lowered) will not
+        // become one by trying again: skip this fire time and move on. Anything else is retried.
+        if (!(error instanceof AppError) || error.status >= 500) throw error;
+        this.options.metrics.skipped('error', 1);
+        this.options.logger.error({ scheduleId: schedule.id, fireAt: new Date(fireAt).toISOString(), code: error.code }, `schedule could not create its job: ${error.message}`);
+      }
     }
     // Only the process that moves nextRunAt on from the value it read wins; a second scheduler retries nothing.
     await this.options.store.advance(schedule.id, schedule.nextRunAt, plan.nextRunAt, lastFired);

@@ -240,7 +240,7 @@ export class JobService {
         // Finished before fromSeq: nothing more will come.
         void this.engine.getJob(id).then((job) => {
           if (!job || (FINISHED_STATES.includes(job.state) && job.lastSeq <= fromSeq)) end();
-        });
+        }, end);
       },
       onError: end,
     });
@@ -249,15 +249,17 @@ export class JobService {
 
 
   /** Answers when the job finishes, or with the job as it is when `waitMs` runs out. */
-  async waitForResult(principal: Principal, id: string, waitMs: number): Promise<PublicJob> {
+  async waitForResult(principal: Principal, id: string, waitMs: number, signal?: AbortSignal): Promise<PublicJob> {
     const job = await this.visibleJob(principal, id);
-    if (FINISHED_STATES.includes(job.state) || waitMs === 0) return toPublicJob(job);
+    if (FINISHED_STATES.includes(job.state) || waitMs === 0 || signal?.aborted) return toPublicJob(job);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, waitMs);
       const follower = this.hub.follow({ jobId: id, fromSeq: job.lastSeq, deliver: (event) => isFinalEvent(event) && done(), onError: done });
+      signal?.addEventListener('abort', done, { once: true });
       function done() {
         clearTimeout(timer);
         follower.close();
+        signal?.removeEventListener('abort', done);
         resolve();
       }
     });
@@ -282,7 +284,7 @@ export class JobService {
     if (payloadBytes > this.limits.maxPayloadBytes) throw errors.payloadTooLargeForJob(this.limits.maxPayloadBytes);
     if (input.delay !== undefined && input.runAt !== undefined) throw errors.badRequest('Send delay or runAt, not both.');
     const now = this.clock.now();
-    const runAt = fromSchedule?.fireAt ?? (input.runAt !== undefined ? Date.parse(input.runAt) : now + (input.delay ?? 0));
+    const runAt = fromSchedule?.fireAt ?? (input.runAt !== undefined ? Date.parse(input.runAt) : input.delay ? now + input.delay : null);
     return {
       type: input.type,
       queue: input.queue ?? defaultQueue,

@@ -63,7 +63,6 @@ export class WorkerPool {
   async stop(graceMs: number): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.unsubscribe?.();
     if (this.pollTimer) clearInterval(this.pollTimer);
     const pending = [...this.running.values()].map((attempt) => attempt.done);
     let graceTimer: NodeJS.Timeout | undefined;
@@ -82,6 +81,8 @@ export class WorkerPool {
       await this.options.engine.releaseJobs(leftovers.map(({ claim }) => ({ jobId: claim.job.id, token: claim.token })));
       this.options.logger.info({ jobs: leftovers.length }, 'released unfinished jobs at shutdown');
     }
+    // Listened until now, so a job cancelled during the grace period was stopped.
+    this.unsubscribe?.();
   }
 
   /** How many attempts are running now. */
@@ -157,8 +158,10 @@ export class WorkerPool {
         if (outcome !== 'stopped') this.options.metrics.attemptEnded(labels, outcome, Date.now() - started);
       })
       .catch((error: unknown) => this.options.logger.error({ err: toError(error), jobId: job.id }, 'reporting a job outcome failed'))
-      .finally(() => {
+      .finally(async () => {
         this.running.delete(job.id);
+        // The slot is free only once the handler has really stopped, so concurrency stays a real limit.
+        await attempt.handlerSettled;
         this.activeByType.set(handler.type, (this.activeByType.get(handler.type) ?? 1) - 1);
         if (this.stopped) return;
         // The freed slot may serve this queue or another one with jobs of the same type.

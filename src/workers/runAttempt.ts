@@ -19,6 +19,8 @@ export interface RunningAttempt {
   stopReason: StopReason | null;
   /** Settles when the attempt has been reported (or abandoned). */
   done: Promise<AttemptOutcome>;
+  /** Settles when the handler itself returns or throws: a handler that ignores its signal may outlive `done`. */
+  handlerSettled: Promise<void>;
 }
 
 export type AttemptOutcome = 'completed' | 'failed' | 'retried' | 'discarded' | 'stopped';
@@ -60,7 +62,7 @@ class AttemptTimeout extends Error {}
 
 export function startAttempt(engine: Engine, claim: Claim, handler: RegisteredHandler): RunningAttempt {
   const controller = new AbortController();
-  const attempt: RunningAttempt = { claim, controller, stopReason: null, done: Promise.resolve('stopped') };
+  const attempt: RunningAttempt = { claim, controller, stopReason: null, done: Promise.resolve('stopped'), handlerSettled: Promise.resolve() };
   attempt.done = runAttempt(engine, attempt, handler);
   return attempt;
 }
@@ -78,8 +80,13 @@ async function runAttempt(engine: Engine, attempt: RunningAttempt, handler: Regi
     }
   });
   stopped.catch(() => undefined);
+  const handling = Promise.resolve().then(() => handler.run(ctx));
+  attempt.handlerSettled = handling.then(
+    () => undefined,
+    () => undefined,
+  );
   try {
-    const result = await Promise.race([Promise.resolve().then(() => handler.run(ctx)), stopped]);
+    const result = await Promise.race([handling, stopped]);
     await events.flush();
     if (attempt.stopReason) return 'stopped';
     const outcome = await engine.completeJob(lease, jsonValue(result));

@@ -68,3 +68,33 @@ describe('the job event hub', () => {
     expect(hub.followerCount).toBe(0);
   });
 });
+
+describe('the job event hub, catching up', () => {
+  it('reports catching up only after repairing a gap found while draining the replay buffer', async () => {
+    const bus = new LocalEventBus();
+    const stored = [1, 2, 3, 4, 5].map((seq) => event(seq));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    // The first read waits, so live events pile up in the buffer meanwhile.
+    const hub = new JobEventHub(bus, async (jobId, afterSeq, limit) => {
+      calls += 1;
+      // What the store held when the read began: the first read sees 1 to 5 only.
+      const snapshot = await store([...stored])(jobId, afterSeq, limit);
+      if (calls === 1) await gate;
+      return snapshot;
+    });
+    const seen: number[] = [];
+    let caughtUpAt = -1;
+    hub.follow({ jobId: 'j1', fromSeq: 0, deliver: (e) => seen.push(e.seq), caughtUp: (seq) => (caughtUpAt = seq) });
+    // 6 is committed but its message is late; 7 arrives while the replay is still reading.
+    stored.push(event(6), event(7));
+    bus.publishJobEvents([event(7)]);
+    release();
+    await settle();
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(caughtUpAt).toBe(7);
+    // The gap (6) was read from storage by a second read.
+    expect(calls).toBeGreaterThanOrEqual(2);
+  });
+});

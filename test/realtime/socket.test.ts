@@ -188,6 +188,22 @@ describe('Socket.IO', () => {
     expectContiguous(socket.of(job.id), 2);
   });
 
+  it('honours an unsubscribe sent right after a subscribe, and a repeated subscribe sends nothing twice', async () => {
+    const done = await admin.waitFor((await admin.submit({ type: 'echo' })).id);
+    const quitter = await open(admin.token);
+    const subscribed = quitter.subscribe({ jobId: done.id, fromSeq: 0 });
+    const unsubscribed = quitter.socket.timeout(5000).emitWithAck('unsubscribe', { jobId: done.id });
+    await Promise.all([subscribed, unsubscribed]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(quitter.of(done.id)).toEqual([]);
+
+    const twice = await open(admin.token);
+    await Promise.all([twice.subscribe({ jobId: done.id, fromSeq: 0 }), twice.subscribe({ jobId: done.id, fromSeq: 0 })]);
+    await twice.waitFor(() => twice.of(done.id).at(-1)?.type === 'job.completed', 'replay');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expectContiguous(twice.of(done.id), 1);
+  });
+
   it('follows all of a user’s own jobs, and only those; queues are for admins', async () => {
     const socket = await open(user.token);
     expect(await socket.subscribe({ all: true })).toEqual({ ok: true });

@@ -81,6 +81,21 @@ describe('Server-Sent Events and the result long poll', () => {
     expect(response.headers.get('content-type')).toContain('application/problem+json');
   });
 
+  it('shuts down promptly while a result long-poll waits, answering it', async () => {
+    // A short grace for the running job: what is measured is that the waiting poll holds nothing up.
+    const own = await startTestRuntime({ handlers: registerProbeHandlers, env: { JOBLINE_SHUTDOWN_GRACE: '300' } });
+    const url = await own.runtime.app.listen({ port: 0, host: '127.0.0.1' });
+    const token = (await own.login()).accessToken;
+    const job = (await own.request({ method: 'POST', url: '/v1/jobs', token, body: { type: 'sleepy', payload: { ms: 60_000 } } })).json();
+    const poll = fetch(`${url}/v1/jobs/${job.id}/result?wait=60`, { headers: { authorization: `Bearer ${token}` } });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    await own.close();
+    expect(Date.now() - started).toBeLessThan(3000);
+    const answer = await poll;
+    expect(answer.status).toBe(200);
+  }, 30_000);
+
   it('long-polls for a result: answers when the job finishes, or with the job when the wait ends', async () => {
     const quick = await client.submit({ type: 'sleepy', payload: { ms: 300 } });
     let started = Date.now();

@@ -140,6 +140,23 @@ describe('schedules', () => {
       ).rejects.toThrow(/UNIQUE|unique/);
     });
 
+    it('skips, and moves past, fire times whose job can no longer be built, without spinning', async () => {
+      const schedule = (await create({ name: 'broken', cron: '* * * * * *', job: { type: 'echo' } })).json<ScheduleView>();
+      // As if the handler had been removed since: the template names an unknown type.
+      const { db } = server.runtime.database;
+      await db.updateTable('schedules').set({ job: JSON.stringify({ type: 'gone' }) }).where('id', '=', schedule.id).execute();
+      const logged = () => server.logs.filter((line) => String(line['msg']).includes('could not create its job')).length;
+      const before = logged();
+      await sleepMs(1600);
+      await server.request({ method: 'PATCH', url: `/v1/schedules/${schedule.id}`, token: client.token, body: { enabled: false } }).catch(() => undefined);
+      await db.updateTable('schedules').set({ enabled: 0 }).where('id', '=', schedule.id).execute();
+      // About one skip per second, not hundreds.
+      expect(logged() - before).toBeGreaterThanOrEqual(1);
+      expect(logged() - before).toBeLessThanOrEqual(4);
+      const metrics = (await server.request({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(/jobline_schedule_skips_total\{reason="error"\} [1-9]/);
+    });
+
     it('with overlap "skip", creates no job while the previous one is still running', async () => {
       const schedule = (await create({ name: 'slow', cron: '* * * * * *', overlap: 'skip', job: { type: 'sleepy', payload: { ms: 2500 } } })).json();
       await sleepMs(3300);

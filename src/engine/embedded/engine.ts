@@ -224,7 +224,9 @@ export class EmbeddedEngine implements Engine {
   async resumeQueue(name: string): Promise<void> {
     this.st.upsertQueue.run(name, 0, this.options.clock.now());
     this.paused.delete(name);
-    for (const listener of this.listeners) listener.available?.(name);
+    const changes = new Changes();
+    changes.available.add(name);
+    this.announce(changes);
   }
 
   async retryFailed(queue: string): Promise<number> {
@@ -236,7 +238,7 @@ export class EmbeddedEngine implements Engine {
         if (ids.length === 0) return count;
         for (const { id } of ids) {
           try {
-            this.options.sqlite.transaction(() => writes.manualRetry(ctx, this.rowOrThrow(id)))();
+            this.nested(ctx, (inner) => writes.manualRetry(inner, this.rowOrThrow(id)));
             count += 1;
           } catch (error) {
             // Its singleton key is held by a live job: leave this one failed.
@@ -264,6 +266,9 @@ export class EmbeddedEngine implements Engine {
 
   /** Runs `fn` in one immediate transaction, then tells listeners what it changed. */
   private transact<T>(fn: (ctx: WriteContext) => T): T {
+    // better-sqlite3 would quietly turn this into a savepoint of someone else's transaction
+    // (a Kysely one awaiting on the shared connection): fail loudly instead.
+    if (this.options.sqlite.inTransaction) throw new Error('embedded engine: a transaction is already open on the connection');
     const ctx: WriteContext = { st: this.st, now: this.options.clock.now(), changes: new Changes(), maxCrashes: this.maxCrashes };
     let result: T;
     try {
@@ -274,6 +279,17 @@ export class EmbeddedEngine implements Engine {
     }
     this.announce(ctx.changes);
     return result;
+  }
+
+  /** Runs `fn` in a savepoint; what it changed is kept only if it succeeds. */
+  private nested<T>(ctx: WriteContext, fn: (inner: WriteContext) => T): T {
+    const inner: WriteContext = { ...ctx, changes: new Changes() };
+    const value = this.options.sqlite.transaction(() => fn(inner))();
+    ctx.changes.events.push(...inner.changes.events);
+    ctx.changes.cancelledActive.push(...inner.changes.cancelledActive);
+    ctx.changes.scheduledAt.push(...inner.changes.scheduledAt);
+    for (const queue of inner.changes.available) ctx.changes.available.add(queue);
+    return value;
   }
 
   private enqueue<T>(run: (ctx: WriteContext) => T): Promise<T> {
@@ -312,7 +328,7 @@ export class EmbeddedEngine implements Engine {
       this.transact((ctx) => {
         for (const write of batch) {
           try {
-            outcomes.push({ ok: true, value: this.options.sqlite.transaction(() => write.run(ctx))() });
+            outcomes.push({ ok: true, value: this.nested(ctx, (inner) => write.run(inner)) });
           } catch (error) {
             outcomes.push({ ok: false, error: toError(error) });
           }
@@ -329,12 +345,21 @@ export class EmbeddedEngine implements Engine {
     });
   }
 
+  /** Tells listeners what a committed transaction changed; a failing listener is logged and the others still hear. */
   private announce(changes: Changes): void {
-    if (changes.events.length > 0) for (const listener of this.listeners) listener.events?.(changes.events);
-    for (const jobId of changes.cancelledActive) for (const listener of this.listeners) listener.cancelled?.(jobId);
+    const tell = (call: (listener: EngineListener) => void) => {
+      for (const listener of this.listeners) {
+        try {
+          call(listener);
+        } catch (error) {
+          this.options.logger.error({ err: toError(error) }, 'an engine listener failed');
+        }
+      }
+    };
+    if (changes.events.length > 0) tell((listener) => listener.events?.(changes.events));
+    for (const jobId of changes.cancelledActive) tell((listener) => listener.cancelled?.(jobId));
     for (const queue of changes.available) {
-      if (this.paused.has(queue)) continue;
-      for (const listener of this.listeners) listener.available?.(queue);
+      if (!this.paused.has(queue)) tell((listener) => listener.available?.(queue));
     }
     if (changes.scheduledAt.length > 0) this.armDueTimer(Math.min(...changes.scheduledAt));
   }
