@@ -61,6 +61,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.createIndex('jobs_state_created').on('jobs').columns(['state', 'created_at desc', 'id desc']).execute();
   await db.schema.createIndex('jobs_queue_created').on('jobs').columns(['queue', 'created_at desc', 'id desc']).execute();
   await db.schema.createIndex('jobs_type_created').on('jobs').columns(['type', 'created_at desc', 'id desc']).execute();
+  // Counts per queue and state (admin API, metrics) read this index alone.
+  await db.schema.createIndex('jobs_queue_state').on('jobs').columns(['queue', 'state']).execute();
   await db.schema.createIndex('jobs_schedule').on('jobs').columns(['schedule_id', 'state']).where(sql.ref('schedule_id'), 'is not', null).execute();
   // The same idempotency key from the same owner is one job.
   await db.schema
