@@ -170,23 +170,26 @@ describe('schedules', () => {
     });
 
     it('skips fire times missed during an outage by default, and catches up once when asked', async () => {
-      const skipping = (await create({ name: 'skipper', cron: '* * * * *', job: { type: 'echo' } })).json();
-      const catching = (await create({ name: 'catcher', cron: '* * * * *', catchUp: 'once', job: { type: 'echo' } })).json();
-      // As if the scheduler had been down for ten minutes: both are ten minutes overdue.
-      const tenMinutesAgo = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
-      await server.runtime.database.db.updateTable('schedules').set({ next_run_at: tenMinutesAgo }).where('id', 'in', [skipping.id, catching.id]).execute();
+      // Yearly schedules three years overdue: every due fire time is long past the grace period.
+      const skipping = (await create({ name: 'skipper', cron: '0 0 1 1 *', job: { type: 'echo' } })).json();
+      const catching = (await create({ name: 'catcher', cron: '0 0 1 1 *', catchUp: 'once', job: { type: 'echo' } })).json();
+      const year = new Date().getUTCFullYear();
+      const overdueSince = Date.UTC(year - 3, 0, 1);
+      const lastMissed = Date.UTC(year, 0, 1);
+      await server.runtime.database.db.updateTable('schedules').set({ next_run_at: overdueSince }).where('id', 'in', [skipping.id, catching.id]).execute();
       server.runtime.scheduler?.wake();
       await sleepMs(500);
       expect(await jobsOf(skipping.id)).toEqual([]);
       const caughtUp = await jobsOf(catching.id);
       expect(caughtUp).toHaveLength(1);
-      expect(Date.parse(caughtUp[0]!.runAt)).toBeGreaterThanOrEqual(tenMinutesAgo + 9 * 60_000);
+      expect(Date.parse(caughtUp[0]!.runAt)).toBe(lastMissed);
       for (const id of [skipping.id, catching.id]) {
         const view = (await server.request({ method: 'GET', url: `/v1/schedules/${id}`, token: client.token })).json<ScheduleView>();
-        expect(Date.parse(view.nextRunAt!)).toBeGreaterThan(Date.now());
+        expect(Date.parse(view.nextRunAt!)).toBe(Date.UTC(year + 1, 0, 1));
       }
       const metrics = (await server.request({ method: 'GET', url: '/metrics' })).body;
-      expect(metrics).toMatch(/jobline_schedule_skips_total\{reason="missed"\} (1[0-9]|[2-9][0-9])/);
+      // Four fire times each (three past New Years and this one) were missed.
+      expect(metrics).toMatch(/jobline_schedule_skips_total\{reason="missed"\} 8/);
     });
   });
 });
