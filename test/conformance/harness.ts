@@ -1,4 +1,5 @@
 import { NonRetriableError, RetryAfterError } from '../../src/engine/errors.js';
+import type { NewJob } from '../../src/engine/types.js';
 import type { HandlerRegistry } from '../../src/workers/registry.js';
 import type { HandlerContext } from '../../src/workers/types.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -186,4 +187,25 @@ export function isFinished(job: JobView): boolean {
 
 export function sleepMs(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A job for the engine port directly: a type no handler serves, in a queue no consumer watches. */
+export function newJob(ownerId: string, overrides: Partial<NewJob> = {}): NewJob {
+  return {
+    type: 'unhandled',
+    queue: 'manual',
+    payload: null,
+    priority: 0,
+    runAt: null,
+    maxAttempts: 3,
+    backoff: { type: 'fixed', delay: 0 },
+    timeoutMs: null,
+    ttlMs: null,
+    idempotencyKey: null,
+    singletonKey: null,
+    tags: [],
+    ownerId,
+    scheduleId: null,
+    ...overrides,
+  };
 }

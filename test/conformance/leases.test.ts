@@ -1,28 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { NewJob } from '../../src/engine/types.js';
 import type { TestRuntime } from '../helpers/runtime.js';
-import { Client, probe, sleepMs, targets } from './harness.js';
+import { Client, newJob, probe, sleepMs, targets } from './harness.js';
 
-
-function newJob(ownerId: string, overrides: Partial<NewJob> = {}): NewJob {
-  return {
-    type: 'unhandled',
-    queue: 'manual',
-    payload: null,
-    priority: 0,
-    runAt: Date.now(),
-    maxAttempts: 3,
-    backoff: { type: 'fixed', delay: 0 },
-    timeoutMs: null,
-    ttlMs: null,
-    idempotencyKey: null,
-    singletonKey: null,
-    tags: [],
-    ownerId,
-    scheduleId: null,
-    ...overrides,
-  };
-}
 
 describe.each(targets)('leases and recovery on the $name engine', (target) => {
   const servers: TestRuntime[] = [];

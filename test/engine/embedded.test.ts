@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { JobEvent, NewJob } from '../../src/engine/types.js';
+import type { JobEvent } from '../../src/engine/types.js';
+import { newJob } from '../conformance/harness.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 
 /** Embedded-engine specifics that the conformance suite cannot see: listener failures, savepoints. */
@@ -10,23 +11,7 @@ describe('the embedded engine', () => {
     server = null;
   });
 
-  const job = (ownerId: string, overrides: Partial<NewJob> = {}): NewJob => ({
-    type: 'unhandled',
-    queue: 'manual',
-    payload: null,
-    priority: 0,
-    runAt: null,
-    maxAttempts: 1,
-    backoff: { type: 'fixed', delay: 0 },
-    timeoutMs: null,
-    ttlMs: null,
-    idempotencyKey: null,
-    singletonKey: null,
-    tags: [],
-    ownerId,
-    scheduleId: null,
-    ...overrides,
-  });
+  const job = (ownerId: string, overrides: Parameters<typeof newJob>[1] = {}) => newJob(ownerId, { maxAttempts: 1, ...overrides });
 
   it('commits each write once even when a listener throws', async () => {
     server = await startTestRuntime();
