@@ -58,8 +58,10 @@ export interface NewJob {
   queue: string;
   payload: unknown;
   priority: number;
-  /** Not before this time (epoch ms); null: now, as the engine stores it (the same instant as createdAt). */
+  /** Not before this time (epoch ms); null: `delayMs` after the instant the engine stores as createdAt. */
   runAt: number | null;
+  /** With no runAt: how long after its creation the job is due (default 0). */
+  delayMs?: number | null;
   maxAttempts: number;
   backoff: BackoffPolicy;
   timeoutMs: number | null;

@@ -50,7 +50,7 @@ export function createServices(deps: ServiceDependencies): Services {
   const apiKeys = new ApiKeyService(deps.db, deps.clock, deps.notify);
   const throttle = new LoginThrottle(deps.counters, deps.clock);
   const auth = new AuthService(deps.db, users, apiKeys, throttle, deps.mailer, deps.auth, deps.clock, deps.logger);
-  const jobs = new JobService(deps.engine, deps.jobTypes, deps.jobLimits, deps.clock, deps.hub);
+  const jobs = new JobService(deps.engine, deps.jobTypes, deps.jobLimits, deps.hub);
   const schedules = new ScheduleService(deps.db, jobs, deps.clock);
   const webhooks = new WebhookService(deps.db, deps.clock, deps.outboundPolicy);
   return { users, apiKeys, auth, jobs, queues: new QueueService(deps.engine), schedules, scheduleStore: new ScheduleStore(deps.db), webhooks };

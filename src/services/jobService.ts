@@ -2,7 +2,6 @@ import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../engine/lifecycle.js';
 import { FINISHED_STATES } from '../engine/types.js';
 import { isFinalEvent, type Follower, type JobEventHub } from '../events/hub.js';
 import type { AddedJob, BackoffPolicy, Engine, Job, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
-import type { Clock } from '../utils/clock.js';
 import { toIso, toIsoOrNull } from '../utils/clock.js';
 import { AppError, errors } from '../utils/errors.js';
 import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
@@ -118,7 +117,6 @@ export class JobService {
     private readonly engine: Engine,
     private readonly types: JobTypes,
     private readonly limits: JobLimits,
-    private readonly clock: Clock,
     private readonly hub: JobEventHub,
   ) {}
 
@@ -283,14 +281,14 @@ export class JobService {
     const payloadBytes = Buffer.byteLength(JSON.stringify(input.payload ?? null));
     if (payloadBytes > this.limits.maxPayloadBytes) throw errors.payloadTooLargeForJob(this.limits.maxPayloadBytes);
     if (input.delay !== undefined && input.runAt !== undefined) throw errors.badRequest('Send delay or runAt, not both.');
-    const now = this.clock.now();
-    const runAt = fromSchedule?.fireAt ?? (input.runAt !== undefined ? Date.parse(input.runAt) : input.delay ? now + input.delay : null);
+    const runAt = fromSchedule?.fireAt ?? (input.runAt !== undefined ? Date.parse(input.runAt) : null);
     return {
       type: input.type,
       queue: input.queue ?? defaultQueue,
       payload: input.payload ?? null,
       priority: input.priority ?? 0,
       runAt,
+      delayMs: runAt === null ? (input.delay ?? null) : null,
       maxAttempts: input.attempts ?? DEFAULT_MAX_ATTEMPTS,
       backoff: { ...DEFAULT_BACKOFF, ...input.backoff },
       timeoutMs: input.timeout ?? null,

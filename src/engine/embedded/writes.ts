@@ -58,7 +58,7 @@ function requireTransition(row: JobRow, action: Action): JobState {
 
 export function insertJob(ctx: WriteContext, id: string, job: NewJob): JobRow {
   // A run time in the past is kept as given (a schedule's fire time), the job is simply due.
-  const runAt = job.runAt ?? ctx.now;
+  const runAt = job.runAt ?? ctx.now + (job.delayMs ?? 0);
   const state: JobState = runAt > ctx.now ? 'scheduled' : 'queued';
   const row: JobRow = {
     id,
