@@ -1,4 +1,4 @@
-import { FINISHED_STATES, type JobEvent } from '../engine/types.js';
+import type { JobEvent } from '../engine/types.js';
 import { toError } from '../utils/errors.js';
 import type { EventBus } from './index.js';
 
@@ -8,7 +8,6 @@ const FINAL_EVENTS = new Set(['job.completed', 'job.failed', 'job.cancelled']);
 export function isFinalEvent(event: JobEvent): boolean {
   return FINAL_EVENTS.has(event.type);
 }
-export { FINISHED_STATES };
 
 /** Reads a job's stored events after a seq, in order (the engine's listEvents). */
 export type EventLoader = (jobId: string, afterSeq: number, limit: number) => Promise<JobEvent[]>;

@@ -1,7 +1,7 @@
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../engine/lifecycle.js';
 import { FINISHED_STATES } from '../engine/types.js';
 import { isFinalEvent, type Follower, type JobEventHub } from '../events/hub.js';
-import type { AddedJob, BackoffPolicy, Engine, Job, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
+import type { AddedJob, BackoffPolicy, Engine, Job, JobError, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
 import { toIso, toIsoOrNull } from '../utils/clock.js';
 import { AppError, errors } from '../utils/errors.js';
 import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
@@ -32,7 +32,7 @@ export interface PublicJob {
   priority: number;
   payload: unknown;
   result: unknown;
-  error: { message: string; code?: string | undefined } | null;
+  error: JobError | null;
   progress: unknown;
   attemptsMade: number;
   maxAttempts: number;

@@ -44,17 +44,6 @@ export class HandlerRegistry {
   types(): string[] {
     return [...this.handlers.keys()].sort();
   }
-
-  /** Handlers grouped by the queue their jobs go to by default. */
-  byQueue(): Map<string, RegisteredHandler[]> {
-    const queues = new Map<string, RegisteredHandler[]>();
-    for (const handler of this.handlers.values()) {
-      const list = queues.get(handler.queue) ?? [];
-      list.push(handler);
-      queues.set(handler.queue, list);
-    }
-    return queues;
-  }
 }
 
 function validateHandler(candidate: unknown, source: string): RegisteredHandler {

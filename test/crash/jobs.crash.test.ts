@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startServerProcess, type ServerProcess } from '../helpers/process.js';
+import { callServer, loginTo, startServerProcess, type ServerProcess } from '../helpers/process.js';
 
 /** Kills a real server with SIGKILL while jobs run, restarts it on the same data, and checks nothing is lost. */
 describe('crash recovery', () => {
@@ -23,28 +23,12 @@ describe('crash recovery', () => {
     JOBLINE_LOG_LEVEL: 'info',
   };
 
-  async function api(server: ServerProcess, token: string, method: string, url: string, body?: unknown) {
-    const response = await fetch(`${server.baseUrl}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-  }
-
-  async function login(server: ServerProcess): Promise<string> {
-    const response = await fetch(`${server.baseUrl}/v1/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: env.JOBLINE_ADMIN_EMAIL, password: env.JOBLINE_ADMIN_PASSWORD }),
-    });
-    return ((await response.json()) as { accessToken: string }).accessToken;
-  }
+  const login = (server: ServerProcess) => loginTo(server, env.JOBLINE_ADMIN_EMAIL, env.JOBLINE_ADMIN_PASSWORD);
+  const api = (server: ServerProcess, token: string, method: string, url: string, body?: unknown) => callServer(server, token, method, url, body);
 
   async function counts(server: ServerProcess, token: string): Promise<Record<string, number>> {
-    const response = await fetch(`${server.baseUrl}/v1/admin/queues`, { headers: { authorization: `Bearer ${token}` } });
-    const queues = (await response.json()) as { name: string; counts: Record<string, number> }[];
-    return queues.find((queue) => queue.name === 'default')?.counts ?? {};
+    const queues = await callServer<{ name: string; counts: Record<string, number> }[]>(server, token, 'GET', '/v1/admin/queues');
+    return queues.body.find((queue) => queue.name === 'default')?.counts ?? {};
   }
 
   async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startServerProcess, type ServerProcess } from '../helpers/process.js';
+import { callServer, loginTo, startServerProcess, type ServerProcess } from '../helpers/process.js';
 
 /** Kills a server with SIGKILL while an every-second schedule fires, restarts it, and looks for doubled fire times. */
 describe('schedules across a crash', () => {
@@ -19,16 +19,9 @@ describe('schedules across a crash', () => {
     JOBLINE_ADMIN_PASSWORD: 'tick-password-1',
   };
 
-  async function call(server: ServerProcess, token: string | null, method: string, url: string, body?: unknown) {
-    const response = await fetch(`${server.baseUrl}${url}`, {
-      method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return (await response.json()) as Record<string, unknown>;
-  }
-  const login = async (server: ServerProcess) =>
-    String((await call(server, null, 'POST', '/v1/auth/login', { email: env.JOBLINE_ADMIN_EMAIL, password: env.JOBLINE_ADMIN_PASSWORD }))['accessToken']);
+  const call = async (server: ServerProcess, token: string | null, method: string, url: string, body?: unknown) =>
+    (await callServer(server, token, method, url, body)).body;
+  const login = (server: ServerProcess) => loginTo(server, env.JOBLINE_ADMIN_EMAIL, env.JOBLINE_ADMIN_PASSWORD);
 
   it('never creates two jobs for one fire time', async () => {
     mkdirSync(env.JOBLINE_HANDLERS_DIR, { recursive: true });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startLoopbackServer, type LoopbackServer } from '../helpers/loopbackServer.js';
-import { startServerProcess, type ServerProcess } from '../helpers/process.js';
+import { callServer, loginTo, startServerProcess, type ServerProcess } from '../helpers/process.js';
 
 const JOBS = 250;
 /** job.created and job.completed of every job. */
@@ -42,23 +42,8 @@ describe('webhook crash recovery', () => {
     JOBLINE_WEBHOOK_RETRY_DELAYS: Array.from({ length: 60 }, () => '1000').join(','),
   };
 
-  async function api<T>(server: ServerProcess, token: string, method: string, url: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const response = await fetch(`${server.baseUrl}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: response.status, body: (await response.json()) as T };
-  }
-
-  async function login(server: ServerProcess): Promise<string> {
-    const response = await fetch(`${server.baseUrl}/v1/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: env.JOBLINE_ADMIN_EMAIL, password: env.JOBLINE_ADMIN_PASSWORD }),
-    });
-    return ((await response.json()) as { accessToken: string }).accessToken;
-  }
+  const api = <T>(server: ServerProcess, token: string, method: string, url: string, body?: unknown) => callServer<T>(server, token, method, url, body);
+  const login = (server: ServerProcess) => loginTo(server, env.JOBLINE_ADMIN_EMAIL, env.JOBLINE_ADMIN_PASSWORD);
 
   async function completedJobs(server: ServerProcess, token: string): Promise<number> {
     const queues = await api<{ name: string; counts: Record<string, number> }[]>(server, token, 'GET', '/v1/admin/queues');

@@ -60,3 +60,27 @@ export function startServerProcess(env: Record<string, string>, timeoutMs = 30_0
     });
   });
 }
+
+/** Calls a server process's API over real HTTP (JSON in, JSON out). */
+export async function callServer<T = Record<string, unknown>>(
+  server: ServerProcess,
+  token: string | null,
+  method: string,
+  url: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const response = await fetch(`${server.baseUrl}${url}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Logs in to a server process and returns the access token. */
+export async function loginTo(server: ServerProcess, email: string, password: string): Promise<string> {
+  const { status, body } = await callServer<{ accessToken: string }>(server, null, 'POST', '/v1/auth/login', { email, password });
+  if (status !== 200) throw new Error(`login failed with ${status}`);
+  return body.accessToken;
+}

@@ -1,29 +1,11 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PublicJob } from '../../src/services/jobService.js';
 import { Client, registerProbeHandlers, sleepMs } from '../conformance/harness.js';
 import { problemOf, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 
 /** The job object of API.md "Jobs", as a client reads it. */
-interface Job {
-  id: string;
-  type: string;
-  queue: string;
-  state: string;
-  priority: number;
-  payload: unknown;
-  result: unknown;
-  error: { message: string; code?: string } | null;
-  progress: unknown;
-  attemptsMade: number;
-  maxAttempts: number;
-  tags: string[];
-  createdAt: string;
-  runAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  ownerId: string;
-  scheduleId: string | null;
-}
+type Job = PublicJob;
 
 interface Page {
   items: Job[];
