@@ -87,6 +87,9 @@ export function createDatabase(config: DatabaseConfig): DatabaseHandle {
   });
   // An idle client that loses its connection emits 'error'; the pool replaces it, so only note it.
   pool.on('error', () => undefined);
+  // So does a client in use between two statements (a transaction awaiting its next one): unheard,
+  // that would crash the process. The statement that next uses it fails, and the pool drops it.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,
