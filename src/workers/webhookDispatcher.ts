@@ -1,4 +1,4 @@
-import { PostgresAdapter, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import { rowToEvents, rowToJob, type JobEventRow } from '../engine/records.js';
@@ -8,10 +8,11 @@ import { deliveryBody, newDeliveryRow, wantsEvent, type DeliveryRow, type Endpoi
 import type { Clock } from '../utils/clock.js';
 import { toError } from '../utils/errors.js';
 import { SerialTask } from '../utils/serialTask.js';
+import { createOutboxReader, type OutboxReader } from './outboxReader.js';
 
 /**
  * Turns the job-event outbox into webhook deliveries. Reads `job_events` after this consumer's
- * cursor, in commit order, matches each event to the enabled endpoints of the job's owner, and
+ * cursor, in commit order (see outboxReader.ts), matches each event to the enabled endpoints of the job's owner, and
  * inserts the deliveries and advances the cursor in one transaction: an event is either
  * dispatched with its deliveries or not at all, so a process that dies at any point resumes
  * from the cursor and a committed job transition never misses its webhook.
@@ -48,14 +49,14 @@ interface Candidate {
 
 export class WebhookDispatcher {
   private readonly task: SerialTask;
-  private readonly postgres: boolean;
+  private readonly outbox: OutboxReader;
   private readonly batchSize: number;
   private timer: NodeJS.Timeout | null = null;
   private wakeTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: WebhookDispatcherOptions) {
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
-    this.postgres = options.db.getExecutor().adapter instanceof PostgresAdapter;
+    this.outbox = createOutboxReader(options.db, OUTBOX_CONSUMER);
     this.task = new SerialTask(
       () => this.drain(),
       (error) => options.logger.error({ err: toError(error) }, 'webhook dispatch failed'),
@@ -96,15 +97,11 @@ export class WebhookDispatcher {
   /** One batch in one transaction; returns how many event rows it consumed. */
   private async dispatchBatch(): Promise<number> {
     // A cheap look first, so an idle server does not open a write transaction every tick.
-    const [head, cursor] = await Promise.all([
-      this.options.db.selectFrom('job_events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst(),
-      this.options.db.selectFrom('outbox_cursors').select('position').where('consumer', '=', OUTBOX_CONSUMER).executeTakeFirst(),
-    ]);
-    if (head?.id == null || (cursor !== undefined && Number(head.id) <= Number(cursor.position))) return 0;
+    if (!(await this.outbox.hasNew())) return 0;
     if (!(await this.anyEndpointEnabled())) {
       // Nobody listens: skip the events rather than read them. An endpoint created meanwhile takes
       // only events from its creation on, and these happened before.
-      await this.options.db.updateTable('outbox_cursors').set({ position: Number(head.id) }).where('consumer', '=', OUTBOX_CONSUMER).where('position', '<', Number(head.id)).execute();
+      await this.outbox.skipAll();
       return 0;
     }
     const outcome = await this.options.db.transaction().execute((trx) => this.dispatchIn(trx));
@@ -117,30 +114,15 @@ export class WebhookDispatcher {
   }
 
   private async dispatchIn(trx: Transaction<Database>): Promise<{ processed: number; created: number }> {
-    const position = await this.lockCursor(trx);
-    const rows = await trx.selectFrom('job_events').selectAll().where('id', '>', position).orderBy('id').limit(this.batchSize).execute();
+    const rows = await this.outbox.readLocked(trx, this.batchSize);
     const last = rows.at(-1);
     if (last === undefined) return { processed: 0, created: 0 };
     const deliveries = await this.deliveriesFor(trx, rows);
     for (let start = 0; start < deliveries.length; start += INSERT_CHUNK) {
       await trx.insertInto('webhook_deliveries').values(deliveries.slice(start, start + INSERT_CHUNK)).execute();
     }
-    await trx.updateTable('outbox_cursors').set({ position: Number(last.id) }).where('consumer', '=', OUTBOX_CONSUMER).execute();
+    await this.outbox.advance(trx, last);
     return { processed: rows.length, created: deliveries.length };
-  }
-
-  private async lockCursor(trx: Transaction<Database>): Promise<number> {
-    const query = trx.selectFrom('outbox_cursors').select('position').where('consumer', '=', OUTBOX_CONSUMER);
-    // PostgreSQL: dispatchers of several processes take turns on the cursor row. SQLite's
-    // immediate transaction already holds the write lock (and has no FOR UPDATE).
-    const row = await (this.postgres ? query.forUpdate() : query).executeTakeFirst();
-    if (row) return Number(row.position);
-    await trx
-      .insertInto('outbox_cursors')
-      .values({ consumer: OUTBOX_CONSUMER, position: 0 })
-      .onConflict((conflict) => conflict.column('consumer').doNothing())
-      .execute();
-    return 0;
   }
 
   /** The deliveries a batch of event rows calls for: one per event and matching endpoint. */
