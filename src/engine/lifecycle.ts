@@ -1,4 +1,4 @@
-import type { AttemptFailure, BackoffPolicy, JobError, JobState } from './types.js';
+import type { AttemptFailure, BackoffPolicy, JobError, JobState, RetentionPolicy } from './types.js';
 
 /**
  * The pure rules of a job's life, shared by every engine: which transitions exist, how long
@@ -96,4 +96,13 @@ export function expiredError(): JobError {
 
 export function timeoutError(timeoutMs: number): JobError {
   return { message: `The attempt did not finish within its timeout of ${timeoutMs} ms.`, code: ERROR_CODES.timeout };
+}
+
+/** Each finished state with the finish time before which its jobs are purged (cancelled ones are kept as long as failed ones). */
+export function retentionCutoffs(now: number, retention: RetentionPolicy): ['completed' | 'failed' | 'cancelled', number][] {
+  return [
+    ['completed', now - retention.completedMs],
+    ['failed', now - retention.failedMs],
+    ['cancelled', now - retention.failedMs],
+  ];
 }

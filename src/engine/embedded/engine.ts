@@ -6,7 +6,7 @@ import type { Database } from '../../db/schema.js';
 import type { Clock } from '../../utils/clock.js';
 import { errors, toError } from '../../utils/errors.js';
 import { newId } from '../../utils/ids.js';
-import { DEFAULT_MAX_CRASHES, expiredError } from '../lifecycle.js';
+import { DEFAULT_MAX_CRASHES, expiredError, retentionCutoffs } from '../lifecycle.js';
 import { JobRecords, rowToJob, type JobRow } from '../records.js';
 import type {
   AddedJob,
@@ -26,7 +26,8 @@ import type {
 } from '../types.js';
 import { prepareStatements, type Statements } from './statements.js';
 import * as writes from './writes.js';
-import { Changes, TransitionError, type WriteContext } from './writes.js';
+import { TransitionError } from '../transitions.js';
+import { Changes, type WriteContext } from './writes.js';
 
 export interface EmbeddedEngineOptions {
   sqlite: SqliteDatabase.Database;
@@ -419,13 +420,7 @@ export class EmbeddedEngine implements Engine {
 
   /** Deletes finished jobs past retention in small chunks, yielding between them so the engine never stalls. */
   private async purgeFinished(now: number): Promise<void> {
-    const { completedMs, failedMs } = this.options.retention;
-    const cutoffs: [string, number][] = [
-      ['completed', now - completedMs],
-      ['failed', now - failedMs],
-      ['cancelled', now - failedMs],
-    ];
-    for (const [state, cutoff] of cutoffs) {
+    for (const [state, cutoff] of retentionCutoffs(now, this.options.retention)) {
       for (;;) {
         if (!this.running) return;
         const deleted = this.transact(() => {

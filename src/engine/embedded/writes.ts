@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import {
-  crashError,
-  decideAfterCrash,
-  decideAfterFailure,
-  ERROR_CODES,
-  expiredError,
-  nextState,
-  type Action,
-} from '../lifecycle.js';
+import { crashError, decideAfterCrash, decideAfterFailure, expiredError } from '../lifecycle.js';
 import { rowToJob, type JobRow } from '../records.js';
+import {
+  finishEvent,
+  leaseExpiredError,
+  newJobRow,
+  planHandlerEvents,
+  releasedError,
+  requireTransition,
+  retryingData,
+} from '../transitions.js';
 import type { AttemptFailure, Claim, HandlerEvent, JobError, JobEvent, JobEventType, JobState, NewJob, Outcome } from '../types.js';
 import type { Statements } from './statements.js';
 
@@ -23,16 +24,6 @@ export class Changes {
   readonly cancelledActive: string[] = [];
   /** run_at of jobs that became scheduled, to arm the due timer. */
   readonly scheduledAt: number[] = [];
-}
-
-export class TransitionError extends Error {
-  constructor(
-    readonly jobId: string,
-    readonly from: JobState,
-    readonly action: Action,
-  ) {
-    super(`A ${from} job cannot ${action.replace('_', ' ')}.`);
-  }
 }
 
 export interface WriteContext {
@@ -50,53 +41,14 @@ function addEvent(ctx: WriteContext, row: JobRow, type: JobEventType, data: Reco
   return seq;
 }
 
-function requireTransition(row: JobRow, action: Action): JobState {
-  const to = nextState(row.state, action);
-  if (to === null) throw new TransitionError(row.id, row.state, action);
-  return to;
-}
-
 export function insertJob(ctx: WriteContext, id: string, job: NewJob): JobRow {
-  // A run time in the past is kept as given (a schedule's fire time), the job is simply due.
-  const runAt = job.runAt ?? ctx.now + (job.delayMs ?? 0);
-  const state: JobState = runAt > ctx.now ? 'scheduled' : 'queued';
-  const row: JobRow = {
-    id,
-    queue: job.queue,
-    type: job.type,
-    state,
-    priority: job.priority,
-    payload: JSON.stringify(job.payload ?? null),
-    result: null,
-    error: null,
-    progress: null,
-    attempts_made: 0,
-    max_attempts: job.maxAttempts,
-    crash_count: 0,
-    backoff: JSON.stringify(job.backoff),
-    timeout_ms: job.timeoutMs,
-    expires_at: job.ttlMs === null ? null : Math.max(runAt, ctx.now) + job.ttlMs,
-    idempotency_key: job.idempotencyKey,
-    singleton_key: job.singletonKey,
-    tags: JSON.stringify(job.tags),
-    owner_id: job.ownerId,
-    schedule_id: job.scheduleId,
-    created_at: ctx.now,
-    run_at: runAt,
-    started_at: null,
-    finished_at: null,
-    lease_token: null,
-    lease_expires_at: null,
-    worker_id: null,
-    last_seq: 0,
-    fire_at: job.fireAt ?? null,
-  };
+  const row = newJobRow(id, job, ctx.now);
   // The event first: it sets row.last_seq, so the job row is written once, complete.
   addEvent(ctx, row, 'job.created', {});
   ctx.st.insertJob.run(row);
   for (const tag of job.tags) ctx.st.insertTag.run(tag, ctx.now, id);
-  if (state === 'queued') ctx.changes.available.add(job.queue);
-  else ctx.changes.scheduledAt.push(runAt);
+  if (row.state === 'queued') ctx.changes.available.add(job.queue);
+  else ctx.changes.scheduledAt.push(row.run_at);
   return row;
 }
 
@@ -124,9 +76,7 @@ export function finish(
   outcome: { result?: unknown; error?: JobError },
 ): JobRow {
   const state = requireTransition(row, action);
-  const type: JobEventType = state === 'completed' ? 'job.completed' : state === 'failed' ? 'job.failed' : 'job.cancelled';
-  const data: Record<string, unknown> =
-    state === 'completed' ? { result: outcome.result ?? null } : state === 'failed' ? { error: outcome.error } : {};
+  const { type, data } = finishEvent(state, outcome);
   if (row.state === 'active' && state === 'cancelled') ctx.changes.cancelledActive.push(row.id);
   const seq = addEvent(ctx, row, type, data);
   const result = outcome.result === undefined ? row.result : JSON.stringify(outcome.result ?? null);
@@ -144,7 +94,7 @@ function reschedule(
 ): JobRow {
   requireTransition(row, action);
   const state: JobState = change.runAt > ctx.now ? 'scheduled' : 'queued';
-  const seq = addEvent(ctx, row, 'job.retrying', { error: change.error, attempt: row.attempts_made, nextRunAt: new Date(change.runAt).toISOString() });
+  const seq = addEvent(ctx, row, 'job.retrying', retryingData(change.error, row.attempts_made, change.runAt));
   ctx.st.markScheduled.run({
     id: row.id,
     state,
@@ -202,7 +152,7 @@ export function recoverCrashed(ctx: WriteContext, row: JobRow): void {
   }
   reschedule(ctx, row, 'lease_lost', {
     runAt: ctx.now,
-    error: { message: 'The worker running this job stopped before finishing it; running it again.', code: ERROR_CODES.leaseExpired },
+    error: leaseExpiredError,
     // The interrupted attempt did not finish, so it does not use up one of the job's attempts.
     attemptsMade: Math.max(0, row.attempts_made - 1),
     crashCount: crashes,
@@ -214,7 +164,7 @@ export function release(ctx: WriteContext, jobId: string, token: string): void {
   if (!row) return;
   reschedule(ctx, row, 'release', {
     runAt: ctx.now,
-    error: { message: 'The worker shut down before finishing this job; it runs again.', code: 'JOBLINE_RELEASED' },
+    error: releasedError,
     attemptsMade: Math.max(0, row.attempts_made - 1),
     crashCount: row.crash_count,
   });
@@ -223,43 +173,18 @@ export function release(ctx: WriteContext, jobId: string, token: string): void {
 export function appendHandlerEvents(ctx: WriteContext, jobId: string, token: string, events: HandlerEvent[]): boolean {
   const row = heldRow(ctx, jobId, token);
   if (!row) return false;
-  let progress: unknown;
-  let chunks: unknown[] = [];
-  // Consecutive deltas share one row (seq..seq_end): a streaming handler writes a row per batch, not per chunk.
-  const writeChunks = () => {
-    if (chunks.length === 0) return;
-    const first = row.last_seq + 1;
-    const last = row.last_seq + chunks.length;
-    ctx.st.insertEvent.run(row.id, first, chunks.length > 1 ? last : null, 'job.delta', ctx.now, JSON.stringify(chunks.length > 1 ? { chunks } : { chunk: chunks[0] }));
-    chunks.forEach((chunk, index) =>
-      ctx.changes.events.push({ type: 'job.delta', jobId: row.id, seq: first + index, at: ctx.now, data: { chunk }, queue: row.queue, ownerId: row.owner_id }),
-    );
-    row.last_seq = last;
-    chunks = [];
-  };
-  for (const event of events) {
-    if (event.type === 'job.delta') {
-      chunks.push(event.data.chunk);
-      continue;
-    }
-    writeChunks();
-    addEvent(ctx, row, event.type, event.data);
-    if (event.type === 'job.progress') progress = event.data.progress;
-  }
-  writeChunks();
-  if (progress !== undefined) ctx.st.setProgress.run(JSON.stringify(progress), row.last_seq, row.id);
+  const plan = planHandlerEvents(row.last_seq, events);
+  for (const stored of plan.rows) ctx.st.insertEvent.run(row.id, stored.seq, stored.seqEnd, stored.type, ctx.now, JSON.stringify(stored.data));
+  for (const event of plan.expanded) ctx.changes.events.push({ ...event, jobId: row.id, at: ctx.now, queue: row.queue, ownerId: row.owner_id });
+  row.last_seq = plan.lastSeq;
+  if (plan.progress !== undefined) ctx.st.setProgress.run(JSON.stringify(plan.progress), row.last_seq, row.id);
   else ctx.st.setLastSeq.run(row.last_seq, row.id);
   return true;
 }
 
 export function manualRetry(ctx: WriteContext, row: JobRow): JobRow {
   requireTransition(row, 'manual_retry');
-  const seq = addEvent(ctx, row, 'job.retrying', {
-    error: row.error === null ? null : (JSON.parse(row.error) as unknown),
-    attempt: 0,
-    nextRunAt: new Date(ctx.now).toISOString(),
-    manual: true,
-  });
+  const seq = addEvent(ctx, row, 'job.retrying', retryingData(row.error === null ? null : (JSON.parse(row.error) as JobError), 0, ctx.now, true));
   ctx.st.markRetried.run({ id: row.id, now: ctx.now, seq });
   ctx.changes.available.add(row.queue);
   return ctx.st.jobById.get(row.id) as JobRow;
