@@ -8,6 +8,9 @@ import { createDatabase, migrateToLatest, type DatabaseHandle } from './config/d
 import { ConfigError, type Config } from './config/env.js';
 import { createMetrics, type Metrics } from './config/metrics.js';
 import { loadJwtSecret } from './config/secrets.js';
+import { createRedisConnection, rateLimitStore } from './config/redis.js';
+import { createRedisRuntime, type RedisRuntime } from './config/redisRuntime.js';
+import { BullMqEngine } from './engine/bullmq/engine.js';
 import { EmbeddedEngine } from './engine/embedded/index.js';
 import type { Engine } from './engine/types.js';
 import { JobEventHub } from './events/hub.js';
@@ -70,12 +73,15 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
   const clock = overrides.clock ?? systemClock;
   const database = createDatabase(config.database);
   let engine: Engine | null = null;
+  let redis: RedisRuntime | null = null;
   try {
     const applied = await migrateToLatest(database.db);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
     const registry = await createRegistry(config, overrides.registerHandlers);
+    // Distributed mode: events, counters and rate limits are shared through Redis.
+    redis = config.mode === 'distributed' ? await createRedisRuntime(config, logger, config.redisPrefix) : null;
     engine = overrides.engine ? overrides.engine({ clock, logger }) : createEngine(config, database, clock, logger);
-    const bus: EventBus = new LocalEventBus();
+    const bus: EventBus = redis?.bus ?? new LocalEventBus();
     // Engines announce events after their rows are committed; the bus carries them to live clients.
     engine.subscribe({ events: (events) => bus.publishJobEvents(events) });
     const hub = new JobEventHub(bus, (jobId, afterSeq, limit) => jobEngine.listEvents(jobId, afterSeq, limit));
@@ -86,7 +92,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
       clock,
       logger,
       mailer: overrides.mailer ?? createMailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, logger }),
-      counters: new MemoryCounterStore(() => clock.now()),
+      counters: redis?.counters ?? new MemoryCounterStore(() => clock.now()),
       auth: {
         jwtSecret: loadJwtSecret(config),
         accessTokenTtlMs: config.accessTokenTtlMs,
@@ -106,8 +112,17 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     metrics.setQueueCounts(() => jobEngine.listQueues());
     metrics.setScheduleCount(() => services.scheduleStore.count());
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => database.ping() }];
+    if (redis) readiness.push(redis.readiness);
     const serveApi = config.role === 'api' || config.role === 'all';
-    const app = await buildApp({ config, logger, services, metrics, readiness, serveApi });
+    const app = await buildApp({
+      config,
+      logger,
+      services,
+      metrics,
+      readiness,
+      serveApi,
+      rateLimitStore: redis ? rateLimitStore(redis.commands, config.redisPrefix) : null,
+    });
     const io = serveApi ? createSocketServer(app.server, { auth: services.auth, corsOrigins: config.corsOrigins }) : null;
     const detachSockets = io ? attachSocketEvents({ io, hub, bus, jobs: services.jobs, metrics: metrics.realtime }) : () => undefined;
     await engine.start();
@@ -157,6 +172,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         await jobEngine.stop();
         hub.close();
         await bus.close();
+        await redis?.close();
         await database.close();
       })();
       return closing;
@@ -164,6 +180,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     return { config, logger, database, engine, registry, services, metrics, app, workers, scheduler, bus, hub, io, close };
   } catch (error) {
     await engine?.stop().catch(() => undefined);
+    await redis?.close().catch(() => undefined);
     await database.close().catch(() => undefined);
     throw error;
   }
@@ -178,9 +195,23 @@ async function createRegistry(config: Config, registerExtra: RuntimeOverrides['r
 }
 
 function createEngine(config: Config, database: DatabaseHandle, clock: Clock, logger: Logger): Engine {
+  const retention = { completedMs: config.retentionCompletedMs, failedMs: config.retentionFailedMs };
+  if (config.mode === 'distributed') {
+    const connect = (purpose: 'commands' | 'bullmq', name: string) => createRedisConnection(config, { purpose, name, logger });
+    return new BullMqEngine({
+      db: database.db,
+      clock,
+      logger,
+      retention,
+      prefix: config.redisPrefix,
+      redis: { bull: connect('bullmq', 'bullmq'), commands: connect('commands', 'engine'), subscriber: connect('commands', 'engine-signals') },
+      maxCrashes: config.maxCrashes,
+      sweepIntervalMs: config.sweepIntervalMs,
+    });
+  }
   if (database.sqlite === null) {
     throw new ConfigError([
-      'JOBLINE_DATABASE_URL: jobs on PostgreSQL run in distributed mode (with JOBLINE_REDIS_URL), which this release does not have yet; use the embedded SQLite database',
+      'JOBLINE_DATABASE_URL: jobs on PostgreSQL are dispatched through BullMQ; set JOBLINE_REDIS_URL too (distributed mode), or use the embedded SQLite database',
     ]);
   }
   return new EmbeddedEngine({
@@ -190,7 +221,7 @@ function createEngine(config: Config, database: DatabaseHandle, clock: Clock, lo
     logger,
     maxCrashes: config.maxCrashes,
     sweepIntervalMs: config.sweepIntervalMs,
-    retention: { completedMs: config.retentionCompletedMs, failedMs: config.retentionFailedMs },
+    retention,
   });
 }
 

@@ -7,7 +7,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import type { Logger } from 'pino';
 import { createAuthGuards } from '../middleware/auth.js';
 import { frameworkErrorHandler, registerErrorHandling } from '../middleware/error.js';
-import { registerRateLimit } from '../middleware/rateLimit.js';
+import { registerRateLimit, type RateLimitStore } from '../middleware/rateLimit.js';
 import { healthRoutes, type ReadinessCheck } from '../routes/health.js';
 import { v1Routes } from '../routes/index.js';
 import type { Services } from '../services/index.js';
@@ -23,6 +23,8 @@ export interface AppDependencies {
   readiness: readonly ReadinessCheck[];
   /** Whether to serve the API (roles api and all) or only health and metrics. */
   serveApi: boolean;
+  /** Where the HTTP rate limit counts (Redis in distributed mode); in memory when absent. */
+  rateLimitStore?: RateLimitStore | null;
 }
 
 const REQUEST_ID_PATTERN = /^[\w.:-]{1,64}$/;
@@ -70,7 +72,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: [...config.corsOrigins], credentials: false, exposedHeaders: ['x-request-id', 'retry-after'] });
   }
-  await registerRateLimit(app, config.rateLimitPerMinute);
+  await registerRateLimit(app, config.rateLimitPerMinute, { store: deps.rateLimitStore ?? null });
   await app.register(healthRoutes, { metrics: deps.metrics, readiness: deps.readiness });
 
   if (deps.serveApi) {

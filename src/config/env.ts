@@ -19,6 +19,8 @@ export interface Config {
   readonly dataDir: string;
   readonly database: DatabaseConfig;
   readonly redisUrl: string | null;
+  /** Starts every Redis key and channel Jobline uses (BullMQ's included); deployments sharing a Redis use different ones. */
+  readonly redisPrefix: string;
   readonly role: Role;
   readonly handlersDir: string | null;
   readonly adminEmail: string | null;
@@ -100,6 +102,7 @@ const schema = z.object({
     })
     .optional(),
   JOBLINE_REDIS_URL: urlText(['redis:', 'rediss:']).optional(),
+  JOBLINE_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1–64 letters, digits and _ . : -').default('jobline:'),
   JOBLINE_ROLE: z.enum(['api', 'worker', 'scheduler', 'all'], { error: 'must be api, worker, scheduler or all' }).default('all'),
   JOBLINE_HANDLERS_DIR: z.string().min(1).optional(),
   JOBLINE_ADMIN_EMAIL: z.email({ error: 'must be an email address' }).optional(),
@@ -159,6 +162,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (env.JOBLINE_REDIS_URL && database.kind !== 'postgres') {
     problems.push('JOBLINE_REDIS_URL: distributed mode also needs JOBLINE_DATABASE_URL=postgres://…');
   }
+  if (env.JOBLINE_REDIS_URL && !env.JOBLINE_JWT_SECRET) {
+    problems.push('JOBLINE_JWT_SECRET: required in distributed mode, the same in every process (each one signs and checks tokens)');
+  }
   if (env.JOBLINE_ADMIN_PASSWORD && !env.JOBLINE_ADMIN_EMAIL) {
     problems.push('JOBLINE_ADMIN_EMAIL: must be set when JOBLINE_ADMIN_PASSWORD is');
   }
@@ -171,6 +177,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     dataDir,
     database,
     redisUrl: env.JOBLINE_REDIS_URL ?? null,
+    redisPrefix: env.JOBLINE_REDIS_PREFIX,
     role: env.JOBLINE_ROLE,
     handlersDir: env.JOBLINE_HANDLERS_DIR ? path.resolve(cwd, env.JOBLINE_HANDLERS_DIR) : null,
     adminEmail: env.JOBLINE_ADMIN_EMAIL?.toLowerCase() ?? null,

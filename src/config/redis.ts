@@ -29,6 +29,11 @@ export interface RedisConnectionOptions {
   /** What the connection is for, e.g. `bus-publisher`; part of the name Redis shows for it. */
   name: string;
   logger: Logger;
+  /**
+   * Fail a command at once while disconnected instead of holding it until a reconnect (or the
+   * deadline): for work done while answering a request (rate limits, login counters).
+   */
+  failFast?: boolean;
 }
 
 const COMMAND_TIMEOUT_MS = 5000;
@@ -37,9 +42,10 @@ const MAX_RECONNECT_DELAY_MS = 2000;
 export const REDIS_PING_TIMEOUT_MS = 2000;
 
 /** The ioredis options for a purpose (exported so BullMQ's own connections can be built from the same rules). */
-export function redisOptions(config: Pick<Config, 'role'>, options: Pick<RedisConnectionOptions, 'purpose' | 'name'>): RedisOptions {
+export function redisOptions(config: Pick<Config, 'role'>, options: Pick<RedisConnectionOptions, 'purpose' | 'name' | 'failFast'>): RedisOptions {
   const bounded = options.purpose === 'commands';
   return {
+    ...(options.failFast ? { enableOfflineQueue: false } : {}),
     // Connect now: a bad URL or a missing server shows up at start, not on the first request.
     lazyConnect: false,
     // Wait for a server that is still loading its data set before sending commands.

@@ -12,7 +12,7 @@ import { checkRedisSettings, closeRedis, createRedisConnection, redisKeyPrefix, 
  * and the readiness check. Bootstrap opens it once and closes it last.
  */
 export interface RedisRuntime {
-  /** A bounded request-time connection, shared by the counters, the HTTP rate limit and readiness. */
+  /** A request-time connection that fails at once while Redis is away, shared by the counters, the HTTP rate limit and readiness. */
   readonly commands: Redis;
   readonly bus: RedisEventBus;
   readonly counters: RedisCounterStore;
@@ -21,12 +21,29 @@ export interface RedisRuntime {
   close(): Promise<void>;
 }
 
+/** A fail-fast connection refuses commands until it is ready: wait for that (or its first error). */
+function untilReady(client: Redis): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = () => {
+      client.off('error', onError);
+      resolve();
+    };
+    const onError = (error: Error) => {
+      client.off('ready', onReady);
+      reject(error);
+    };
+    client.once('ready', onReady);
+    client.once('error', onError);
+  });
+}
+
 /**
  * Connects, warns about unsafe server settings, and subscribes to the bus. Rejects when Redis
  * cannot be reached at start, so a misconfigured process stops instead of serving half a cluster.
  */
 export async function createRedisRuntime(config: Pick<Config, 'redisUrl' | 'role'>, logger: Logger, prefix = redisKeyPrefix): Promise<RedisRuntime> {
-  const commands = createRedisConnection(config, { purpose: 'commands', name: 'commands', logger });
+  const commands = createRedisConnection(config, { purpose: 'commands', name: 'commands', logger, failFast: true });
   let bus: RedisEventBus | null = null;
   try {
     bus = await RedisEventBus.connect({
@@ -36,6 +53,7 @@ export async function createRedisRuntime(config: Pick<Config, 'redisUrl' | 'role
       logger,
     });
     // After the bus: an unreachable Redis fails start-up there rather than as a "not checked" warning.
+    await untilReady(commands);
     await checkRedisSettings(commands, logger);
   } catch (error) {
     await bus?.close();

@@ -94,5 +94,22 @@ export function toAppError(thrown: unknown, bodyLimit: number): AppError {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new AppError(`JOBLINE_HTTP_${status}`, status, fastifyError.message ?? statusTitle(status));
   }
+  const unreachable = unreachableDependency(thrown);
+  if (unreachable) return errors.notReady({ [unreachable]: 'unreachable' });
   return errors.internal(thrown);
+}
+
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08000', '08001', '08003', '08006']);
+
+/**
+ * A request that failed because Redis or the database cannot be reached answers 503 (try again),
+ * not 500: ioredis gives up with MaxRetriesPerRequestError, "Connection is closed" or a command
+ * timeout; pg with a connection error code or a pool timeout.
+ */
+function unreachableDependency(thrown: unknown): 'redis' | 'database' | null {
+  const error = toError(thrown);
+  if (error.name === 'MaxRetriesPerRequestError' || /^(Connection is closed|Command timed out|Stream isn't writeable)/.test(error.message)) return 'redis';
+  const code = errorCode(error);
+  if ((code !== undefined && UNREACHABLE_CODES.has(code)) || /timeout exceeded when trying to connect|Connection terminated/.test(error.message)) return 'database';
+  return null;
 }

@@ -35,6 +35,8 @@ describe('configuration', () => {
       JOBLINE_PORT: '0',
       JOBLINE_DATABASE_URL: 'postgres://u@db:5432/jobline',
       JOBLINE_REDIS_URL: 'redis://cache:6379',
+      JOBLINE_REDIS_PREFIX: 'team-a:',
+      JOBLINE_JWT_SECRET: 'x'.repeat(32),
       JOBLINE_ROLE: 'worker',
       JOBLINE_OPEN_REGISTRATION: 'true',
       JOBLINE_OUTBOUND_ALLOW: '10.0.0.0/8, fd00::/8',
@@ -47,6 +49,7 @@ describe('configuration', () => {
       port: 0,
       database: { kind: 'postgres', url: 'postgres://u@db:5432/jobline' },
       redisUrl: 'redis://cache:6379',
+      redisPrefix: 'team-a:',
       role: 'worker',
       openRegistration: true,
       outboundAllow: ['10.0.0.0/8', 'fd00::/8'],
@@ -67,6 +70,7 @@ describe('configuration', () => {
     ['JOBLINE_JWT_SECRET', 'short'],
     ['JOBLINE_LOG_LEVEL', 'loud'],
     ['JOBLINE_ADMIN_EMAIL', 'not-an-email'],
+    ['JOBLINE_REDIS_PREFIX', 'has space'],
   ])('refuses %s=%s naming the variable', (name, value) => {
     expect(() => load({ [name]: value })).toThrow(ConfigError);
     expect(() => load({ [name]: value })).toThrow(name);
@@ -74,6 +78,12 @@ describe('configuration', () => {
 
   it('needs PostgreSQL for distributed mode', () => {
     expect(() => load({ JOBLINE_REDIS_URL: 'redis://127.0.0.1:6379' })).toThrow(/JOBLINE_REDIS_URL.*JOBLINE_DATABASE_URL/);
+  });
+
+  it('needs one shared JWT secret in distributed mode', () => {
+    expect(() => load({ JOBLINE_REDIS_URL: 'redis://127.0.0.1:6379', JOBLINE_DATABASE_URL: 'postgres://u@db/jobline' })).toThrow(
+      /JOBLINE_JWT_SECRET: required in distributed mode/,
+    );
   });
 
   it('reads a .env file, with the environment taking precedence and empty values meaning unset', () => {

@@ -2,6 +2,8 @@ import { NonRetriableError, RetryAfterError } from '../../src/engine/errors.js';
 import type { NewJob } from '../../src/engine/types.js';
 import type { HandlerRegistry } from '../../src/workers/registry.js';
 import type { HandlerContext } from '../../src/workers/types.js';
+import { createTestDatabase, postgresReachable } from '../helpers/postgres.js';
+import { deleteKeys, distributedEnv, redisReachable, testPrefix } from '../helpers/redis.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 
 /**
@@ -119,17 +121,51 @@ export function registerProbeHandlers(registry: HandlerRegistry): void {
   });
 }
 
-export const targets: ConformanceTarget[] = [
-  {
-    name: 'embedded',
-    start: (options = {}) =>
-      startTestRuntime({
-        ...options,
-        env: { JOBLINE_SWEEP_INTERVAL: '100', ...options.env },
-        handlers: registerProbeHandlers,
-      }),
+const embedded: ConformanceTarget = {
+  name: 'embedded',
+  start: (options = {}) =>
+    startTestRuntime({
+      ...options,
+      env: { JOBLINE_SWEEP_INTERVAL: '100', ...options.env },
+      handlers: registerProbeHandlers,
+    }),
+};
+
+/** Where a distributed test server keeps its state, by its data directory, so a restart finds it again. */
+const distributedStores = new Map<string, { url: string; drop: () => Promise<void>; prefix: string }>();
+
+/** Records in a fresh PostgreSQL database, dispatch on the machine's Redis under a fresh key prefix. */
+const bullmq: ConformanceTarget = {
+  name: 'bullmq',
+  start: async (options = {}) => {
+    const store = (options.dataDir ? distributedStores.get(options.dataDir) : undefined) ?? { ...(await createTestDatabase()), prefix: testPrefix() };
+    const server = await startTestRuntime({
+      ...options,
+      postgresUrl: store.url,
+      env: {
+        JOBLINE_SWEEP_INTERVAL: '100',
+        ...distributedEnv(store.prefix),
+        ...options.env,
+      },
+      handlers: registerProbeHandlers,
+    });
+    distributedStores.set(server.dataDir, store);
+    if (server.runtime.engine.name !== 'bullmq') throw new Error(`expected the BullMQ engine, got ${server.runtime.engine.name}`);
+    return {
+      ...server,
+      close: async () => {
+        await server.close();
+        if (options.keepDataDir) return;
+        distributedStores.delete(server.dataDir);
+        await store.drop();
+        await deleteKeys(store.prefix);
+      },
+    };
   },
-];
+};
+
+/** Every engine: BullMQ when PostgreSQL and Redis are reachable (always under CI=true, where their absence fails). */
+export const targets: ConformanceTarget[] = (await postgresReachable()) && (await redisReachable()) ? [embedded, bullmq] : [embedded];
 
 export interface JobView {
   id: string;

@@ -47,10 +47,12 @@ describe.each(targets)('leases and recovery on the $name engine', (target) => {
     const server = await start();
     const { engine } = server.runtime;
     const [added] = await engine.addJobs([newJob((await server.login()).userId)]);
-    const [claim] = await engine.claimJobs({ queue: 'manual', types: ['unhandled'], limit: 1, workerId: 'w1', leaseMs: 150 });
+    // Renewed every 300 ms for 1.5 s, a lease of 1 s outlives its first term; the
+    // 700 ms of slack keeps a loaded machine from expiring it between renewals.
+    const [claim] = await engine.claimJobs({ queue: 'manual', types: ['unhandled'], limit: 1, workerId: 'w1', leaseMs: 1000 });
     for (let i = 0; i < 5; i += 1) {
-      await sleepMs(80);
-      expect(await engine.renewLeases([{ jobId: added!.job.id, token: claim!.token }], 150)).toEqual([]);
+      await sleepMs(300);
+      expect(await engine.renewLeases([{ jobId: added!.job.id, token: claim!.token }], 1000)).toEqual([]);
     }
     expect((await engine.getJob(added!.job.id))?.state).toBe('active');
   });

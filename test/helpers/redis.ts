@@ -36,6 +36,14 @@ export function testPrefix(): string {
   return `jltest:${process.pid}:${randomBytes(4).toString('hex')}:`;
 }
 
+/**
+ * The variables that put a test server in distributed mode on `prefix` (add JOBLINE_DATABASE_URL,
+ * or pass `postgresUrl` to startTestRuntime). All servers of one test share the JWT secret.
+ */
+export function distributedEnv(prefix: string, redisUrl = REDIS_TEST_URL): Record<string, string> {
+  return { JOBLINE_REDIS_URL: redisUrl, JOBLINE_REDIS_PREFIX: prefix, JOBLINE_JWT_SECRET: 'distributed-test-secret-0123456789abcdef' };
+}
+
 /** Deletes every key under `prefix` (call at the end of each test). */
 export async function deleteKeys(prefix: string, url = REDIS_TEST_URL): Promise<number> {
   const client = testRedisClient(url);

@@ -43,6 +43,8 @@ export async function startTestRuntime(
     env?: Record<string, string>;
     clock?: Clock;
     database?: DatabaseKind;
+    /** An existing PostgreSQL database to use (the caller creates and drops it), e.g. to restart on it. */
+    postgresUrl?: string;
     handlers?: (registry: HandlerRegistry) => void;
     /** Reopen an existing data directory (a restart) instead of a fresh one. */
     dataDir?: string;
@@ -51,7 +53,8 @@ export async function startTestRuntime(
   } = {},
 ): Promise<TestRuntime> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'jobline-test-'));
-  const postgres = options.database === 'postgres' ? await createTestDatabase() : null;
+  const postgres = options.postgresUrl ? null : options.database === 'postgres' ? await createTestDatabase() : null;
+  const postgresUrl = options.postgresUrl ?? postgres?.url;
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger({
     level: 'info',
@@ -64,15 +67,15 @@ export async function startTestRuntime(
       JOBLINE_DATA_DIR: dataDir,
       JOBLINE_ADMIN_EMAIL: ADMIN_EMAIL,
       JOBLINE_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      ...(postgres ? { JOBLINE_DATABASE_URL: postgres.url } : {}),
+      ...(postgresUrl ? { JOBLINE_DATABASE_URL: postgresUrl } : {}),
       ...options.env,
     },
   });
   const overrides: RuntimeOverrides = { logger, ...(options.clock ? { clock: options.clock } : {}) };
   if (options.handlers) overrides.registerHandlers = options.handlers;
-  // PostgreSQL records have no engine of their own until distributed mode: account tests on
-  // PostgreSQL keep jobs in a side SQLite file.
-  const sideStore = postgres ? createDatabase({ kind: 'sqlite', file: path.join(dataDir, 'jobs.db') }) : null;
+  // Jobs on PostgreSQL need Redis (distributed mode): account tests on PostgreSQL without it keep
+  // jobs in a side SQLite file.
+  const sideStore = postgresUrl && config.mode !== 'distributed' ? createDatabase({ kind: 'sqlite', file: path.join(dataDir, 'jobs.db') }) : null;
   if (sideStore) {
     await migrateToLatest(sideStore.db);
     overrides.engine = ({ clock, logger: engineLogger }) =>
