@@ -8,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   realtime: () => import('./realtime.js'),
   schedules: () => import('./schedules.js'),
   throughput: () => import('./throughput.js'),
+  distributed: () => import('./distributed.js'),
   latency: () => import('./latency.js'),
   memory: () => import('./memory.js'),
   listing: () => import('./listing.js'),

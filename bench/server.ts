@@ -74,11 +74,23 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+export interface StartOptions {
+  /** Log in as the admin (default true); processes that serve no API (JOBLINE_ROLE=worker) cannot. */
+  login?: boolean;
+  /** After SIGTERM, how long `stop()` waits before SIGKILL (default 30 s). */
+  killAfterMs?: number;
+}
+
 /**
  * Starts `jobline start` on the dir and logs in as the admin. The server logs its address only at
  * info level, so at `warn` the bench picks a free port itself and waits for /health/ready.
  */
-export async function startServer(dir: BenchDir, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<RunningServer> {
+export async function startServer(
+  dir: BenchDir,
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+  options: StartOptions = {},
+): Promise<RunningServer> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', ENTRY, 'start'], {
@@ -96,7 +108,7 @@ export async function startServer(dir: BenchDir, env: Record<string, string> = {
     output: () => output,
     api: (method, route, body, expected) => callApi(baseUrl, server.token, method, route, body, expected),
     apiAs: (token, method, route, body, expected) => callApi(baseUrl, token, method, route, body, expected),
-    stop: () => stopChild(child, exited, () => output),
+    stop: () => stopChild(child, exited, () => output, options.killAfterMs ?? 30_000),
   };
   try {
     const deadline = Date.now() + 60_000;
@@ -107,8 +119,10 @@ export async function startServer(dir: BenchDir, env: Record<string, string> = {
       if (response?.status === 200) break;
       await sleep(20);
     }
-    const login = await server.api<{ accessToken: string }>('POST', '/v1/auth/login', ADMIN, 200);
-    server.token = login.accessToken;
+    if (options.login ?? true) {
+      const login = await server.api<{ accessToken: string }>('POST', '/v1/auth/login', ADMIN, 200);
+      server.token = login.accessToken;
+    }
   } catch (error) {
     await server.stop();
     throw error;
@@ -143,18 +157,18 @@ async function callApi<T>(baseUrl: string, token: string, method: string, route:
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
-/** SIGTERM, then SIGKILL (and a warning) if the server has not exited within 30 s. */
-async function stopChild(child: ChildProcess, exited: Promise<number | null>, output: () => string): Promise<void> {
+/** SIGTERM, then SIGKILL (and a warning) if the server has not exited within `killAfterMs`. */
+async function stopChild(child: ChildProcess, exited: Promise<number | null>, output: () => string, killAfterMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
   const timedOut = await Promise.race([
     exited.then(() => false),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), 30_000))),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), killAfterMs))),
   ]);
   clearTimeout(timer);
   if (timedOut) {
-    console.log(`WARNING: server pid ${child.pid} did not exit within 30 s of SIGTERM; killed. Output tail:\n${output().slice(-2000)}`);
+    console.log(`WARNING: server pid ${child.pid} did not exit within ${killAfterMs / 1000} s of SIGTERM; killed. Output tail:\n${output().slice(-2000)}`);
     child.kill('SIGKILL');
     await exited;
   }

@@ -7,26 +7,26 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { makeBenchDir, ROOT, sleep, startServer, type QueueInfo, type RunningServer } from './server.js';
 
-const JOBS = 20_000;
+export const JOBS = 20_000;
 const CHUNK = 1_000;
 const POLL_MS = 20;
 const TIMEOUT_MS = 120_000;
-const BULLMQ_CONCURRENCY = 50;
+export const BULLMQ_CONCURRENCY = 50;
 const REDIS = { host: '127.0.0.1', port: 6379 };
-const ROUNDS = 3;
+export const ROUNDS = 3;
 /** Jobs run first (and not measured) so that both sides are measured with warm JIT, as a long-running server would be. */
-const WARM_UP = 2_000;
+export const WARM_UP = 2_000;
 
-interface Measurement {
+export interface Measurement {
   /** First submission sent → last bulk request answered. */
   submitMs: number;
   /** First submission sent → every job completed. */
   totalMs: number;
 }
 
-const rate = (m: Measurement) => (JOBS / m.totalMs) * 1000;
+export const rate = (m: Measurement) => (JOBS / m.totalMs) * 1000;
 
-interface Series {
+export interface Series {
   label: string;
   runs: Measurement[];
 }
@@ -62,13 +62,13 @@ export async function run(): Promise<void> {
   }
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-function seriesLine(series: Series): string {
+export function seriesLine(series: Series): string {
   const rates = series.runs.map(rate);
   return (
     `${series.label}: ${median(rates).toFixed(0)} jobs/s (runs: ${rates.map((r) => r.toFixed(0)).join(', ')}; ` +
@@ -77,7 +77,7 @@ function seriesLine(series: Series): string {
   );
 }
 
-function bulkBodies(count: number): string[] {
+export function bulkBodies(count: number): string[] {
   const bodies: string[] = [];
   for (let start = 0; start < count; start += CHUNK) {
     bodies.push(JSON.stringify({ jobs: Array.from({ length: CHUNK }, (_, k) => ({ type: 'noop', payload: { i: start + k } })) }));
@@ -92,38 +92,7 @@ async function measureJobline(synchronous: 'NORMAL' | 'FULL', concurrency: numbe
     let measurement: Measurement;
     try {
       await submitAndWait(server, bulkBodies(WARM_UP), WARM_UP);
-      const bodies = bulkBodies(JOBS);
-      const started = performance.now();
-      let submitMs = Number.NaN;
-      // One bulk request at a time, as a client would, while the server already works through them.
-      const submitting = (async () => {
-        for (const body of bodies) {
-          const response = await fetch(`${server.baseUrl}/v1/jobs/bulk`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-            body,
-          });
-          const text = await response.text();
-          if (response.status !== 201) throw new Error(`POST /v1/jobs/bulk answered ${response.status}: ${text.slice(0, 500)}`);
-        }
-        submitMs = performance.now() - started;
-      })();
-      let submitError: unknown;
-      submitting.catch((error: unknown) => (submitError = error));
-      let last: QueueInfo | undefined;
-      for (;;) {
-        if (submitError) throw submitError;
-        const queues = await server.api<QueueInfo[]>('GET', '/v1/admin/queues');
-        last = queues.find((queue) => queue.name === 'default');
-        if (last && last.counts.completed >= WARM_UP + JOBS) break;
-        if (last && last.counts.failed > 0) throw new Error(`jobs failed: ${JSON.stringify(last.counts)}`);
-        if (performance.now() - started > TIMEOUT_MS) {
-          throw new Error(`not all jobs completed within ${TIMEOUT_MS} ms (sync=${synchronous}, concurrency=${concurrency}): ${JSON.stringify(last?.counts)}`);
-        }
-        await sleep(POLL_MS);
-      }
-      measurement = { submitMs, totalMs: performance.now() - started };
-      await submitting;
+      measurement = await measureSubmissions(server, bulkBodies(JOBS), WARM_UP + JOBS, `sync=${synchronous}, concurrency=${concurrency}`);
     } finally {
       await server.stop();
     }
@@ -134,8 +103,47 @@ async function measureJobline(synchronous: 'NORMAL' | 'FULL', concurrency: numbe
   }
 }
 
+/**
+ * Sends the bulk bodies one after another and, meanwhile, polls `GET /v1/admin/queues` until the
+ * default queue counts `completed` completed jobs. `label` names the run in a timeout error.
+ */
+export async function measureSubmissions(server: RunningServer, bodies: string[], completed: number, label: string, pollMs = POLL_MS): Promise<Measurement> {
+  const started = performance.now();
+  let submitMs = Number.NaN;
+  // One bulk request at a time, as a client would, while the server already works through them.
+  const submitting = (async () => {
+    for (const body of bodies) {
+      const response = await fetch(`${server.baseUrl}/v1/jobs/bulk`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
+        body,
+      });
+      const text = await response.text();
+      if (response.status !== 201) throw new Error(`POST /v1/jobs/bulk answered ${response.status}: ${text.slice(0, 500)}`);
+    }
+    submitMs = performance.now() - started;
+  })();
+  let submitError: unknown;
+  submitting.catch((error: unknown) => (submitError = error));
+  let last: QueueInfo | undefined;
+  for (;;) {
+    if (submitError) throw submitError;
+    const queues = await server.api<QueueInfo[]>('GET', '/v1/admin/queues');
+    last = queues.find((queue) => queue.name === 'default');
+    if (last && last.counts.completed >= completed) break;
+    if (last && last.counts.failed > 0) throw new Error(`jobs failed: ${JSON.stringify(last.counts)}`);
+    if (performance.now() - started > TIMEOUT_MS) {
+      throw new Error(`not all jobs completed within ${TIMEOUT_MS} ms (${label}): ${JSON.stringify(last?.counts)}`);
+    }
+    await sleep(pollMs);
+  }
+  const measurement = { submitMs, totalMs: performance.now() - started };
+  await submitting;
+  return measurement;
+}
+
 /** Submits the bodies one after another, then waits until `completed` jobs are completed (the warm-up). */
-async function submitAndWait(server: RunningServer, bodies: string[], completed: number): Promise<void> {
+export async function submitAndWait(server: RunningServer, bodies: string[], completed: number): Promise<void> {
   for (const body of bodies) await server.api('POST', '/v1/jobs/bulk', JSON.parse(body) as unknown, 201);
   const started = performance.now();
   for (;;) {
@@ -161,7 +169,7 @@ function checkStored(file: string): void {
   }
 }
 
-async function measureBullmq(jobs: number): Promise<Measurement> {
+export async function measureBullmq(jobs: number): Promise<Measurement> {
   const prefix = `jlbench-${randomBytes(6).toString('hex')}`;
   const queueConnection = new Redis({ ...REDIS, maxRetriesPerRequest: null });
   const workerConnection = new Redis({ ...REDIS, maxRetriesPerRequest: null });
@@ -200,7 +208,7 @@ async function measureBullmq(jobs: number): Promise<Measurement> {
   }
 }
 
-async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
+export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
@@ -209,7 +217,7 @@ async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
   } while (cursor !== '0');
 }
 
-function bullmqVersion(): string {
+export function bullmqVersion(): string {
   const manifest = JSON.parse(readFileSync(path.join(ROOT, 'node_modules/bullmq/package.json'), 'utf8')) as { version: string };
   return manifest.version;
 }
