@@ -15,6 +15,7 @@ export function createSocketServer(httpServer: HttpServer, options: { auth: Auth
     // Generous buffer: a late subscriber may be sent thousands of replayed events at once.
     maxHttpBufferSize: 1_000_000,
   });
+  coalesceWebSocketWrites(io);
   io.use((socket, next) => {
     const fromAuth = (socket.handshake.auth as { token?: unknown }).token;
     const header = socket.handshake.headers.authorization;
@@ -32,6 +33,46 @@ export function createSocketServer(httpServer: HttpServer, options: { auth: Auth
     );
   });
   return io;
+}
+
+interface RawTransport {
+  name: string;
+  send(packets: unknown[]): void;
+  socket?: { _socket?: { cork?(): void; uncork?(): void } };
+}
+
+/**
+ * engine.io writes each packet of a flush as its own WebSocket frame, each with its own system
+ * call: a server streaming thousands of events a second to many sockets would spend most of
+ * its time there. Corking the connection's TCP socket while engine.io writes a flush turns them
+ * into one write. engine.io writes frames synchronously inside `send`, so the uncork right after
+ * it sends them all. Where the internals differ (another engine.io version), nothing changes.
+ */
+function coalesceWebSocketWrites(io: Server): void {
+  const corked = new WeakSet<RawTransport>();
+  io.engine.on('connection', (connection: { transport: RawTransport; on(event: 'upgrade', listener: () => void): void }) => {
+    const patch = () => {
+      const transport = connection.transport;
+      const tcp = transport.socket?._socket;
+      if (transport.name !== 'websocket' || corked.has(transport) || typeof tcp?.cork !== 'function' || typeof tcp.uncork !== 'function') return;
+      corked.add(transport);
+      const send = transport.send.bind(transport);
+      transport.send = (packets) => {
+        if (packets.length < 2) {
+          send(packets);
+          return;
+        }
+        tcp.cork!();
+        try {
+          send(packets);
+        } finally {
+          tcp.uncork!();
+        }
+      };
+    };
+    patch();
+    connection.on('upgrade', patch);
+  });
 }
 
 /** The error a client's connect_error sees: message plus `data: {code, status}`. */
