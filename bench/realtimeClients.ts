@@ -1,7 +1,7 @@
 /**
  * The client side of the realtime benchmark, run in its own process: N Socket.IO clients follow
  * one job. The first half subscribe before it starts; the rest subscribe midway with fromSeq 0.
- * Prints one JSON line of results. Input (env): URL, TOKEN, JOB_ID, CLIENTS, DELTAS.
+ * Prints one JSON line of results. Input (env): URL, TOKEN, JOB_ID, CLIENTS, EARLY, DELTAS, BATCH.
  */
 import { io, type Socket } from 'socket.io-client';
 
@@ -50,7 +50,8 @@ function follow(late: boolean, onEvent: (event: WireEvent) => void): Promise<{ s
   });
 }
 
-const early = Math.ceil(clients / 2);
+/** How many subscribe before the job starts (EARLY, default half); the rest join midway. */
+const early = Number(process.env['EARLY'] ?? Math.ceil(clients / 2));
 const followers: { socket: Socket; tally: Tally; late: boolean }[] = [];
 let lateStarted = false;
 let seenByFirst = 0;
