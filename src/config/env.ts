@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
+import { emailAddress } from '../utils/email.js';
 
 /**
  * The one place that reads process.env. Every JOBLINE_* variable is declared here with its
@@ -105,7 +106,7 @@ const schema = z.object({
   JOBLINE_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1–64 letters, digits and _ . : -').default('jobline:'),
   JOBLINE_ROLE: z.enum(['api', 'worker', 'scheduler', 'all'], { error: 'must be api, worker, scheduler or all' }).default('all'),
   JOBLINE_HANDLERS_DIR: z.string().min(1).optional(),
-  JOBLINE_ADMIN_EMAIL: z.email({ error: 'must be an email address' }).optional(),
+  JOBLINE_ADMIN_EMAIL: emailAddress().optional(),
   JOBLINE_ADMIN_PASSWORD: z.string().min(8, 'must have at least 8 characters').max(1024).optional(),
   JOBLINE_JWT_SECRET: z.string().min(32, 'must have at least 32 characters').optional(),
   JOBLINE_ACCESS_TOKEN_TTL: integerText(10_000, DAY_MS).default(900_000),

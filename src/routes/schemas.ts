@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { SCOPES } from '../services/scopes.js';
+import { emailAddress } from '../utils/email.js';
 
 /** Schemas several routes share. Each validates requests, types handlers and documents the API. */
 
-export const emailSchema = z.email({ error: 'must be an email address' }).max(320);
+export const emailSchema = emailAddress().max(320);
 /** New passwords: long enough to resist guessing, short enough that hashing cannot be abused. */
 export const newPasswordSchema = z
   .string()
