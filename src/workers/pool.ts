@@ -151,7 +151,9 @@ export class WorkerPool {
     this.activeByType.set(handler.type, (this.activeByType.get(handler.type) ?? 0) + 1);
     const started = Date.now();
     this.options.metrics.attemptStarted(labels, started - Math.max(job.runAt, job.createdAt));
-    const attempt = startAttempt(this.options.engine, claim, handler);
+    const attempt = startAttempt(this.options.engine, claim, handler, {
+      onReportError: (error) => this.options.logger.warn({ err: error, jobId: job.id }, 'could not report a job outcome; trying again'),
+    });
     this.running.set(job.id, attempt);
     attempt.done
       .then((outcome) => {

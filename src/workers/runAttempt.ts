@@ -1,6 +1,6 @@
 import { isNonRetriable, retryAfterMsOf } from '../engine/errors.js';
 import { timeoutError } from '../engine/lifecycle.js';
-import type { AttemptFailure, Claim, Engine, HandlerEvent } from '../engine/types.js';
+import type { AttemptFailure, Claim, Engine, HandlerEvent, Outcome } from '../engine/types.js';
 import { errorCode, toError } from '../utils/errors.js';
 import type { RegisteredHandler } from './registry.js';
 import type { HandlerContext, HandlerJob } from './types.js';
@@ -60,14 +60,19 @@ class EventBuffer {
 
 class AttemptTimeout extends Error {}
 
-export function startAttempt(engine: Engine, claim: Claim, handler: RegisteredHandler): RunningAttempt {
+export interface AttemptOptions {
+  /** Told of each failed try to report the outcome (the store unreachable); the report is tried again. */
+  onReportError?(error: Error): void;
+}
+
+export function startAttempt(engine: Engine, claim: Claim, handler: RegisteredHandler, options: AttemptOptions = {}): RunningAttempt {
   const controller = new AbortController();
   const attempt: RunningAttempt = { claim, controller, stopReason: null, done: Promise.resolve('stopped'), handlerSettled: Promise.resolve() };
-  attempt.done = runAttempt(engine, attempt, handler);
+  attempt.done = runAttempt(engine, attempt, handler, options);
   return attempt;
 }
 
-async function runAttempt(engine: Engine, attempt: RunningAttempt, handler: RegisteredHandler): Promise<AttemptOutcome> {
+async function runAttempt(engine: Engine, attempt: RunningAttempt, handler: RegisteredHandler, options: AttemptOptions): Promise<AttemptOutcome> {
   const { claim, controller } = attempt;
   const lease = { jobId: claim.job.id, token: claim.token };
   const events = new EventBuffer(engine, lease);
@@ -85,21 +90,48 @@ async function runAttempt(engine: Engine, attempt: RunningAttempt, handler: Regi
     () => undefined,
     () => undefined,
   );
+  let result: unknown;
+  let failure: AttemptFailure | null = null;
   try {
-    const result = await Promise.race([handling, stopped]);
-    await events.flush();
-    if (attempt.stopReason) return 'stopped';
-    const outcome = await engine.completeJob(lease, jsonValue(result));
-    return outcome.accepted ? 'completed' : 'discarded';
+    result = jsonValue(await Promise.race([handling, stopped]));
   } catch (thrown) {
-    await events.flush();
-    if (attempt.stopReason) return 'stopped';
-    const failure = thrown instanceof AttemptTimeout ? timeoutFailure(claim.job.timeoutMs ?? 0) : classifyFailure(thrown);
-    const outcome = await engine.failJob(lease, failure);
-    if (!outcome.accepted) return 'discarded';
-    return outcome.job.state === 'failed' ? 'failed' : 'retried';
+    failure = thrown instanceof AttemptTimeout ? timeoutFailure(claim.job.timeoutMs ?? 0) : classifyFailure(thrown);
   } finally {
     if (timer) clearTimeout(timer);
+  }
+  await events.flush();
+  if (attempt.stopReason) return 'stopped';
+  // Reporting is apart from the handler: a store that cannot take the outcome now is not the handler failing.
+  if (failure === null) {
+    const outcome = await report(attempt, () => engine.completeJob(lease, result), options);
+    if (outcome === null) return 'stopped';
+    return outcome.accepted ? 'completed' : 'discarded';
+  }
+  const reported = failure;
+  const outcome = await report(attempt, () => engine.failJob(lease, reported), options);
+  if (outcome === null) return 'stopped';
+  if (!outcome.accepted) return 'discarded';
+  return outcome.job.state === 'failed' ? 'failed' : 'retried';
+}
+
+const REPORT_RETRY_MS = 100;
+const REPORT_RETRY_MAX_MS = 2000;
+
+/**
+ * Reports an outcome, trying again (100 ms, doubling to 2 s apart) while the store refuses, for
+ * as long as the attempt holds its job: the pool keeps renewing the lease meanwhile, and a lease
+ * lost or a shutdown ends the tries (null). Outcomes are fenced by the lease token, so a try
+ * that did commit before its answer was lost is simply refused the second time.
+ */
+async function report(attempt: RunningAttempt, call: () => Promise<Outcome>, options: AttemptOptions): Promise<Outcome | null> {
+  for (let delay = REPORT_RETRY_MS; ; delay = Math.min(2 * delay, REPORT_RETRY_MAX_MS)) {
+    try {
+      return await call();
+    } catch (error) {
+      options.onReportError?.(toError(error));
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    if (attempt.stopReason) return null;
   }
 }
 
