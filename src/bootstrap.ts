@@ -167,13 +167,19 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         // Connections that stay open after the answers are sent (keep-alive) must not hold the exit.
         const forceClose = setTimeout(() => app.server.closeAllConnections(), 5000);
         forceClose.unref();
-        await Promise.all([app.close(), stopping]);
+        // Even when a part fails to stop (releasing jobs with the database away), every connection is closed.
+        let failure: unknown;
+        const attempt = async (step: () => unknown) => {
+          try {
+            await step();
+          } catch (error) {
+            failure ??= error;
+          }
+        };
+        await attempt(() => Promise.all([app.close(), stopping]));
         clearTimeout(forceClose);
-        await jobEngine.stop();
-        hub.close();
-        await bus.close();
-        await redis?.close();
-        await database.close();
+        for (const step of [() => jobEngine.stop(), () => hub.close(), () => bus.close(), () => redis?.close(), () => database.close()]) await attempt(step);
+        if (failure !== undefined) throw failure;
       })();
       return closing;
     };

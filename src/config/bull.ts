@@ -36,9 +36,10 @@ export function createBullQueue(name: string, connection: Redis, redisPrefix: st
 
 /**
  * A worker that never runs a processor: the engine takes tickets with getNextJob. A ticket's
- * lock only covers the instant between taking and removing it; a taker that dies in between
- * leaves it stalled, and the stalled check drops it (maxStalledCount 0, removeOnFail) while the
- * reconciler re-enqueues the job from PostgreSQL.
+ * lock only covers the instant between taking and removing it. A taker that dies in between
+ * leaves it in BullMQ's active list: the reconciler drops and re-adds it when its job is still
+ * waiting, and otherwise BullMQ's stalled check moves it back to the wait list, where the next
+ * taker finds it stale and drops it.
  */
 export function createBullWorker(name: string, connection: Redis, redisPrefix: string): Worker {
   return new Worker(name, null, {

@@ -225,6 +225,18 @@ export function sleepMs(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Polls `check` until it holds; fails naming `what` after `timeoutMs`. The deadline is generous on
+ * purpose: it only matters when something is broken, and a loaded CI machine must not trip it.
+ */
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleepMs(10);
+  }
+}
+
 /** A job for the engine port directly: a type no handler serves, in a queue no consumer watches. */
 export function newJob(ownerId: string, overrides: Partial<NewJob> = {}): NewJob {
   return {

@@ -59,40 +59,55 @@ export class TicketDispatch {
   /**
    * Takes up to `limit` tickets of a queue and type (highest priority first) and removes them
    * from BullMQ. Each comes with the token its BullMQ lock was taken with; the caller uses it
-   * as the lease token.
+   * as the lease token. `troubled`: some request failed, so a ticket may be half taken (the
+   * caller has the reconciler look).
    */
-  async take(queue: string, type: string, limit: number, newToken: () => string): Promise<{ jobId: string; seq: number; token: string }[]> {
+  async take(
+    queue: string,
+    type: string,
+    limit: number,
+    newToken: () => string,
+  ): Promise<{ tickets: { jobId: string; seq: number; token: string }[]; troubled: boolean }> {
     const name = bullQueueName(queue, type);
     let worker = this.workers.get(name);
     if (!worker) {
       // A worker holds a connection of its own: make one only for a queue and type that has had tickets.
-      if (!(await this.hasTickets(name))) return [];
+      if (!(await this.hasTickets(name)) || this.closed) return { tickets: [], troubled: false };
       worker = this.workerFor(name);
     }
+    let troubled = false;
     const taken: { job: BullJob; token: string }[] = [];
     // One request first (an empty queue costs one round trip), then ever larger rounds of
     // concurrent requests while every request of a round finds a ticket.
     for (let round = 1; taken.length < limit && !this.closed; round *= 2) {
       const size = Math.min(round, limit - taken.length);
-      const fetched = await Promise.all(
+      const fetched = await Promise.allSettled(
         Array.from({ length: size }, async () => {
           const token = newToken();
           const job = (await worker.getNextJob(token, { block: false })) as BullJob | undefined;
           return job ? { job, token } : null;
         }),
       );
-      for (const entry of fetched) if (entry) taken.push(entry);
-      if (fetched.includes(null)) break;
+      let exhausted = false;
+      for (const entry of fetched) {
+        if (entry.status === 'rejected') {
+          troubled = true;
+          this.logger.debug({ err: toError(entry.reason), queue: name }, 'taking a ticket failed');
+        } else if (entry.value) taken.push(entry.value);
+        else exhausted = true;
+      }
+      if (exhausted || troubled) break;
     }
     await Promise.all(
       taken.map(({ job, token }) =>
         job.moveToCompleted(null, token, false).catch((error: unknown) => this.logger.debug({ err: toError(error), ticket: job.id }, 'removing a taken ticket failed')),
       ),
     );
-    return taken.flatMap(({ job, token }) => {
+    const tickets = taken.flatMap(({ job, token }) => {
       const parsed = job.id === undefined ? null : parseTicketId(job.id);
       return parsed ? [{ ...parsed, token }] : [];
     });
+    return { tickets, troubled };
   }
 
   /** Drops a ticket that can no longer run (its job was cancelled or expired); best effort. */
@@ -168,7 +183,7 @@ export class TicketDispatch {
     if (!worker) {
       worker = createBullWorker(name, this.bull, this.prefix);
       worker.on('error', (error: Error) => this.logger.debug({ err: error, queue: name }, 'BullMQ worker error'));
-      // Drops tickets whose taker died between taking and removing them (see createBullWorker).
+      // Moves tickets whose taker died between taking and removing them back to the wait list (see createBullWorker).
       void worker.startStalledCheckTimer().catch((error: unknown) => this.logger.warn({ err: toError(error) }, 'BullMQ stalled check stopped'));
       this.workers.set(name, worker);
     }

@@ -67,6 +67,7 @@ const HEARTBEAT_TTL_MS = 5000;
 const HEARTBEAT_SCRIPT = `
 local time = redis.call('TIME')
 redis.call('ZADD', KEYS[1], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return 1
 `;
 const STALE_SCRIPT = `
@@ -75,6 +76,18 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
 `;
 const DEFAULT_RECONCILE_MS = 60_000;
+/** How long the engine waits on a BullMQ call after a commit before it moves on and leaves the call to the reconciler. */
+const BULL_CALL_MS = 2000;
+/** How long stop() waits for Redis-side work (Redis may be away) before it closes the connections anyway. */
+const STOP_WAIT_MS = 2000;
+/** Creates the epoch key if missing; answers what it held before (nil: it was missing). Any Redis version. */
+const EPOCH_SCRIPT = `
+local previous = redis.call('GET', KEYS[1])
+if not previous then redis.call('SET', KEYS[1], ARGV[1]) end
+return previous
+`;
+/** Deletes a key only while it holds the given value. */
+const DELETE_IF_EQUAL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 /** A ticket may fire this early (clocks of Redis and this process differ) and still be honoured. */
 const EARLY_TOLERANCE_MS = 1000;
 
@@ -104,6 +117,10 @@ export class BullMqEngine implements Engine {
   private completing: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<void> | null = null;
+  /** The sweep's Redis duties, which run apart: BullMQ's connection waits while Redis is away, leases and ttl must not. */
+  private redisWork: Promise<void> | null = null;
+  /** This instance's commands connection, as Redis numbers it (CLIENT ID): others ask Redis whether it is still connected. */
+  private clientId: string | null = null;
   private reconciling: Promise<number | null> | null = null;
   private sweepCount = 0;
   private lastReconcileAt = 0;
@@ -142,10 +159,13 @@ export class BullMqEngine implements Engine {
       if (channel === this.channel) this.receive(text);
     });
     await this.redis.subscriber.subscribe(this.channel);
+    this.redis.commands.on('ready', () => void this.learnClientId());
+    await this.learnClientId();
     await this.heartbeat();
     this.running = true;
     // Jobs held by instances that are gone (a process that stopped or died) go back before this one serves.
     await this.sweep();
+    await this.redisWork;
     this.timers.push(setInterval(() => void this.heartbeat(), HEARTBEAT_MS));
     this.timers.push(setInterval(() => void this.sweep(), this.sweepIntervalMs));
     for (const timer of this.timers) timer.unref();
@@ -164,10 +184,16 @@ export class BullMqEngine implements Engine {
     this.wakeups.stop();
     await this.flushCompletions();
     await this.sweeping;
-    await this.reconciling;
+    // Redis-side work waits for Redis, which may be away: give it a moment, not forever.
+    await within(STOP_WAIT_MS, Promise.allSettled([this.redisWork, this.reconciling]));
     // Whatever this instance still holds is recovered at once by the others, not after lease expiry.
-    await this.redis.commands.zrem(this.key('instances'), this.instanceId).catch(() => undefined);
-    await this.dispatch.close();
+    await this.redis.commands
+      .multi()
+      .zrem(this.key('instances'), this.instanceId)
+      .hdel(this.key('instance-clients'), this.instanceId)
+      .exec()
+      .catch(() => undefined);
+    await within(STOP_WAIT_MS, this.dispatch.close().catch(() => undefined));
     await Promise.all(Object.values(this.redis).map((client) => closeRedis(client)));
   }
 
@@ -262,7 +288,9 @@ export class BullMqEngine implements Engine {
       if (row.state === 'queued' || row.state === 'scheduled') ticket = ticketOf(row);
       return rowToJob(await writes.finish(ctx, row, 'cancel', {}));
     });
-    if (ticket) await this.dispatch.remove(ticket);
+    const removing: Ticket | null = ticket;
+    // A ticket left behind is harmless: its job is no longer waiting, so whoever takes it drops it.
+    if (removing) await this.toBullMq('removing a cancelled job\'s ticket', () => this.dispatch.remove(removing));
     return job;
   }
 
@@ -301,7 +329,8 @@ export class BullMqEngine implements Engine {
     const taken: { jobId: string; seq: number; token: string }[] = [];
     for (const type of request.types) {
       const more = await this.dispatch.take(request.queue, type, request.limit - taken.length, () => writes.newLeaseToken(this.instanceId));
-      taken.push(...more);
+      if (more.troubled) this.reconcileWanted = true;
+      taken.push(...more.tickets);
       if (taken.length >= request.limit) break;
     }
     if (taken.length === 0) return [];
@@ -514,14 +543,10 @@ export class BullMqEngine implements Engine {
     this.tell((listener) => changes.events.length > 0 && listener.events?.(changes.events));
     if (changes.tickets.length > 0) {
       const now = this.options.clock.now();
-      try {
-        await this.dispatch.add(changes.tickets, now);
-      } catch (error) {
-        // The rows are committed: the reconciler puts these tickets on BullMQ once it can.
-        this.options.logger.warn({ err: toError(error), jobs: changes.tickets.length }, 'could not enqueue on BullMQ; the reconciler will');
-        this.reconcileWanted = true;
-      }
-      this.scheduleWakeups(changes.tickets, now);
+      const tickets = changes.tickets;
+      // The rows are committed: should BullMQ not take the tickets now, the reconciler puts them there once it can.
+      await this.toBullMq(`enqueueing ${tickets.length} job(s)`, () => this.dispatch.add(tickets, now));
+      this.scheduleWakeups(tickets, now);
     }
     for (const queue of changes.available) {
       this.announceAvailable(queue);
@@ -530,6 +555,30 @@ export class BullMqEngine implements Engine {
     for (const jobId of changes.cancelledActive) {
       this.tell((listener) => listener.cancelled?.(jobId));
       this.signal({ kind: 'cancelled', jobId });
+    }
+  }
+
+  /**
+   * A BullMQ call made after a commit. BullMQ's connection holds commands while Redis is away, so
+   * the engine never waits on one for long: when Redis is away, or the call fails or takes more
+   * than BULL_CALL_MS, the reconciler is asked to set things right from PostgreSQL. (A call that
+   * goes through late does no harm: tickets are idempotent, and a stale one is dropped when taken.)
+   */
+  private async toBullMq(what: string, call: () => Promise<unknown>): Promise<void> {
+    if (!this.dispatch.ready) {
+      this.reconcileWanted = true;
+      return;
+    }
+    const pending = call().then(() => true);
+    pending.catch(() => undefined);
+    try {
+      if (!(await within(BULL_CALL_MS, pending))) {
+        this.options.logger.warn(`${what} on BullMQ is taking long; the reconciler will see to it`);
+        this.reconcileWanted = true;
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: toError(error) }, `${what} on BullMQ failed; the reconciler will see to it`);
+      this.reconcileWanted = true;
     }
   }
 
@@ -582,10 +631,19 @@ export class BullMqEngine implements Engine {
     }
   }
 
-  /** Records this instance as alive, at Redis' own time (so clocks of different hosts do not matter). */
+  /** Records this instance as alive, at Redis' own time (so clocks of different hosts do not matter), with its connection's id. */
   private async heartbeat(): Promise<void> {
     try {
-      await this.redis.commands.eval(HEARTBEAT_SCRIPT, 1, this.key('instances'), this.instanceId);
+      await this.redis.commands.eval(HEARTBEAT_SCRIPT, 2, this.key('instances'), this.key('instance-clients'), this.instanceId, this.clientId ?? '');
+    } catch {
+      this.lastRedisTroubleAt = this.options.clock.now();
+    }
+  }
+
+  /** Each (re)connection gets a new id from Redis. */
+  private async learnClientId(): Promise<void> {
+    try {
+      this.clientId = String(await this.redis.commands.client('ID'));
     } catch {
       this.lastRedisTroubleAt = this.options.clock.now();
     }
@@ -620,20 +678,34 @@ export class BullMqEngine implements Engine {
       this.paused.clear();
       for (const { name } of paused) this.paused.add(name);
     }
-    // The rest needs Redis; while it is away, leases and ttl are still looked after above.
-    if (!this.dispatch.ready) return;
+    this.sweepCount += 1;
+    if (this.sweepCount % 10 === 0) await this.purgeFinished(now);
+    // The rest needs Redis and runs apart, one at a time: while Redis is away, leases and ttl are still looked after above.
+    if (this.dispatch.ready && !this.redisWork) {
+      this.redisWork = this.redisDuties(now)
+        .catch((error: unknown) => this.options.logger.error({ err: toError(error) }, 'engine sweep (Redis side) failed'))
+        .finally(() => (this.redisWork = null));
+    }
+  }
+
+  private async redisDuties(now: number): Promise<void> {
     await this.checkRedisEpoch();
     await this.recoverOrphans(this.options.clock.now());
-    this.sweepCount += 1;
     const periodic = now - this.lastReconcileAt >= (this.options.reconcileIntervalMs ?? DEFAULT_RECONCILE_MS);
-    if (this.reconcileWanted || periodic) {
-      const wanted = this.reconcileWanted;
-      this.reconcileWanted = false;
-      this.lastReconcileAt = now;
-      // Another process reconciling now may have passed the tickets in question already: a wanted pass runs here, later.
-      if ((await this.reconcile()) === null && wanted) this.reconcileWanted = true;
+    if (!this.reconcileWanted && !periodic) return;
+    const wanted = this.reconcileWanted;
+    this.reconcileWanted = false;
+    this.lastReconcileAt = now;
+    let outcome: number | null;
+    try {
+      outcome = await this.reconcile();
+    } catch (error) {
+      // Most likely Redis failing again, just when a pass is wanted: ask for it again.
+      this.reconcileWanted = true;
+      throw error;
     }
-    if (this.sweepCount % 10 === 0) await this.purgeFinished(now);
+    // Another process reconciling now may have passed the tickets in question already: a wanted pass runs here, later.
+    if (outcome === null && wanted) this.reconcileWanted = true;
   }
 
   /** Locks up to a batch of matching rows; several processes sweep, and each takes rows no other sweep holds. */
@@ -653,7 +725,13 @@ export class BullMqEngine implements Engine {
     const stale = (await this.redis.commands.eval(STALE_SCRIPT, 1, instances, HEARTBEAT_TTL_MS)) as string[];
     const gone = new Set<string>();
     for (const instance of stale) {
-      if ((await this.redis.commands.zrem(instances, instance)) === 1) gone.add(instance);
+      // Still connected to Redis: alive but not heartbeating (a blocked event loop, a long pause). Its jobs
+      // wait for their leases to expire, so nothing runs twice while it may still be running them.
+      if (await this.stillConnected(instance)) continue;
+      if ((await this.redis.commands.zrem(instances, instance)) === 1) {
+        await this.redis.commands.hdel(this.key('instance-clients'), instance);
+        gone.add(instance);
+      }
     }
     const { rows } = await sql<{ instance: string }>`
       select distinct split_part(lease_token, '.', 1) as instance from jobs where state = 'active' and lease_token is not null`.execute(this.options.db);
@@ -674,6 +752,20 @@ export class BullMqEngine implements Engine {
     if (gone.size > 0) this.reconcileWanted = true;
   }
 
+  /** Whether an instance's commands connection (as its heartbeat recorded it) is still open on Redis. */
+  private async stillConnected(instance: string): Promise<boolean> {
+    const clientId = await this.redis.commands.hget(this.key('instance-clients'), instance);
+    if (!clientId) return false;
+    try {
+      const listing = String(await this.redis.commands.call('CLIENT', 'LIST', 'ID', clientId));
+      return listing.trim() !== '';
+    } catch (error) {
+      // CLIENT LIST ID needs Redis 6.2; without it, a missed heartbeat alone decides.
+      this.options.logger.debug({ err: toError(error) }, 'CLIENT LIST ID failed');
+      return false;
+    }
+  }
+
   /**
    * Notices Redis losing its data (a restart without persistence, a failover): the epoch key is
    * gone, or holds another value than this instance saw. Then every waiting job is put back on
@@ -683,13 +775,16 @@ export class BullMqEngine implements Engine {
     const now = this.options.clock.now();
     let previous: unknown;
     try {
-      // SET … NX GET: creates the key if missing and answers what it held before (nil: it was missing).
-      previous = await this.redis.commands.call('SET', this.key('epoch'), `${now}:${this.instanceId}`, 'NX', 'GET');
-    } catch {
+      previous = await this.redis.commands.eval(EPOCH_SCRIPT, 1, this.key('epoch'), `${now}:${this.instanceId}`);
+    } catch (error) {
+      this.options.logger.warn({ err: toError(error) }, 'checking the Redis epoch failed');
       this.lastRedisTroubleAt = now;
       return;
     }
     const epoch = typeof previous === 'string' ? previous : `${now}:${this.instanceId}`;
+    // A missing key means a Redis that lost its data, or a first start: either way, heartbeats may
+    // be missing for a moment (live processes reconnecting), so nobody is judged gone meanwhile.
+    if (typeof previous !== 'string') this.lastRedisTroubleAt = now;
     if (this.knownEpoch !== null && epoch !== this.knownEpoch) {
       this.options.logger.warn('Redis lost its data (restart or failover): re-enqueueing waiting jobs from PostgreSQL');
       this.lastRedisTroubleAt = now;
@@ -744,7 +839,7 @@ export class BullMqEngine implements Engine {
         }
       }
     } finally {
-      await this.redis.commands.del(lock).catch(() => undefined);
+      await this.redis.commands.eval(DELETE_IF_EQUAL, 1, lock, this.instanceId).catch(() => undefined);
     }
     if (enqueued > 0) this.options.logger.warn({ jobs: enqueued }, 're-enqueued waiting jobs BullMQ did not hold');
     return enqueued;
@@ -759,5 +854,15 @@ export class BullMqEngine implements Engine {
         if (deleted < RETENTION_CHUNK) break;
       }
     }
+  }
+}
+
+/** Waits for `promise` at most `ms`: true if it settled in time (its rejection is passed on), false otherwise. */
+async function within(ms: number, promise: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
