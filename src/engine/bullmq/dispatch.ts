@@ -6,7 +6,7 @@ import type { Logger } from '../../utils/logger.js';
 import { parseTicketId, ticketId, type Ticket } from './writes.js';
 
 /** Deletes a key only while it holds the given value (a lock nobody renewed meanwhile). */
-const DELETE_IF_EQUAL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+export const DELETE_IF_EQUAL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /**
  * Tickets on BullMQ: one BullMQ queue per Jobline queue and job type. A ticket says "job X may

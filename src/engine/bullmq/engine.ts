@@ -26,7 +26,7 @@ import type {
   QueueInfo,
   RetentionPolicy,
 } from '../types.js';
-import { TicketDispatch } from './dispatch.js';
+import { DELETE_IF_EQUAL, TicketDispatch } from './dispatch.js';
 import { Wakeups } from './wakeups.js';
 import * as writes from './writes.js';
 import { PgChanges, ticketOf, type PgWriteContext, type Ticket } from './writes.js';
@@ -86,8 +86,6 @@ local previous = redis.call('GET', KEYS[1])
 if not previous then redis.call('SET', KEYS[1], ARGV[1]) end
 return previous
 `;
-/** Deletes a key only while it holds the given value. */
-const DELETE_IF_EQUAL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 /** A ticket may fire this early (clocks of Redis and this process differ) and still be honoured. */
 const EARLY_TOLERANCE_MS = 1000;
 
@@ -159,6 +157,8 @@ export class BullMqEngine implements Engine {
       if (channel === this.channel) this.receive(text);
     });
     await this.redis.subscriber.subscribe(this.channel);
+    // Each connection gets its own id: forget the old one as soon as it closes, learn the new one when ready.
+    this.redis.commands.on('close', () => (this.clientId = null));
     this.redis.commands.on('ready', () => void this.learnClientId());
     await this.learnClientId();
     await this.heartbeat();
