@@ -22,6 +22,9 @@ async function login(baseUrl: string, email: string, password: string): Promise<
   });
 }
 
+/** Each test starts `jobline` processes (TypeScript through tsx): seconds each when idle, many more on a loaded machine. */
+const PROCESS_TEST_TIMEOUT_MS = 120_000;
+
 describe('the jobline command', () => {
   it('migrates, creates a user, then serves them; SIGTERM exits 0', async () => {
     const dir = dataDir();
@@ -49,7 +52,7 @@ describe('the jobline command', () => {
     expect(await server.exited).toBe(0);
     expect(server.output()).toContain('shut down cleanly');
     expect(statSync(path.join(dir, 'jwt-secret')).mode & 0o777).toBe(0o600);
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('generates the first admin password once, and only once', async () => {
     const dir = dataDir();
@@ -73,7 +76,7 @@ describe('the jobline command', () => {
       second.child.kill('SIGTERM');
     }
     expect(await second.exited).toBe(0);
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('creates the first admin from JOBLINE_ADMIN_EMAIL and JOBLINE_ADMIN_PASSWORD', async () => {
     const server = await startServerProcess({
@@ -88,18 +91,18 @@ describe('the jobline command', () => {
       server.child.kill('SIGTERM');
     }
     expect(await server.exited).toBe(0);
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('refuses a bad configuration, naming the variable', async () => {
     const result = await runCli(['start'], { JOBLINE_DATA_DIR: dataDir(), JOBLINE_PORT: 'eighty' });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('JOBLINE_PORT');
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('refuses bad user-create arguments', async () => {
     const env = { JOBLINE_DATA_DIR: dataDir() };
     expect((await runCli(['user', 'create', '--email', 'a@b.c'], env)).code).toBe(1);
     expect((await runCli(['user', 'create', '--email', 'a@b.c', '--password', 'long-enough', '--role', 'god'], env)).code).toBe(1);
     expect((await runCli(['frobnicate'], env)).code).toBe(1);
-  });
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

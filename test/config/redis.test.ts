@@ -149,7 +149,8 @@ describe.skipIf(!canStartRedis)('Redis connections on a server the test starts a
 
     const restarted = await startPrivateRedis([], { port: server.port });
     cleanups.push(() => restarted.stop());
-    await waitUntil(() => client.status === 'ready', 'the client to reconnect', 5000);
+    // Reconnect attempts are at most 2 s apart.
+    await waitUntil(() => client.status === 'ready', 'the client to reconnect', 15_000);
     await pingRedis(client);
     expect(lines.some((line) => line['msg'] === 'Redis connection restored')).toBe(true);
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TestRuntime } from '../helpers/runtime.js';
-import { Client, probe, sleepMs, targets } from './harness.js';
+import { Client, eventually, probe, sleepMs, targets } from './harness.js';
 
 describe.each(targets)('steering jobs on the $name engine', (target) => {
   let server: TestRuntime;
@@ -39,7 +39,7 @@ describe.each(targets)('steering jobs on the $name engine', (target) => {
     await client.waitFor(job.id, (view) => view.state === 'active');
     const cancelled = await client.post(`/v1/jobs/${job.id}/cancel`);
     expect(cancelled.json().state).toBe('cancelled');
-    for (let i = 0; i < 100 && !probe.aborted.has(job.id); i += 1) await sleepMs(10);
+    await eventually(() => probe.aborted.has(job.id), 'the handler’s signal to fire');
     expect(probe.aborted.has(job.id)).toBe(true);
     await sleepMs(100);
     const after = await client.get(job.id);
@@ -59,7 +59,7 @@ describe.each(targets)('steering jobs on the $name engine', (target) => {
   it('fails a job that did not start within its ttl as expired', async () => {
     await client.post('/v1/admin/queues/stale/pause');
     const job = await client.submit({ type: 'echo', queue: 'stale', ttl: 150 });
-    const expired = await client.waitFor(job.id, (view) => view.state !== 'queued', 3000);
+    const expired = await client.waitFor(job.id, (view) => view.state !== 'queued');
     expect(expired).toMatchObject({ state: 'failed', attemptsMade: 0, error: { code: 'JOBLINE_JOB_EXPIRED' } });
     await client.post('/v1/admin/queues/stale/resume');
     await sleepMs(100);
@@ -116,7 +116,8 @@ describe.each(targets)('steering jobs on the $name engine', (target) => {
   });
 
   it('lets a running job finish when its queue is paused', async () => {
-    const job = await client.submit({ type: 'sleepy', queue: 'default', payload: { ms: 200 } });
+    // Long enough that a poll on a loaded machine still sees it active, and is paused while it runs.
+    const job = await client.submit({ type: 'sleepy', queue: 'default', payload: { ms: 1000 } });
     await client.waitFor(job.id, (view) => view.state === 'active');
     await client.post('/v1/admin/queues/default/pause');
     try {

@@ -85,13 +85,16 @@ export function registerProbeHandlers(registry: HandlerRegistry): void {
     if (ctx.attempt === 1) throw new RetryAfterError('come back later', Number(ctx.payload['ms']));
     return 'ok';
   });
-  // Sleeps `ms`; stops early when its signal fires unless `ignoreSignal`.
+  // Sleeps `ms` (`thenMs`, when given, on every start after the first); stops early when its
+  // signal fires unless `ignoreSignal`.
   add(
     'sleepy',
     async (ctx) => {
       recordStart(ctx as HandlerContext);
       ctx.signal.addEventListener('abort', () => probe.aborted.add(ctx.job.id));
-      await sleep(Number(ctx.payload['ms'] ?? 1000), ctx.payload['ignoreSignal'] ? undefined : ctx.signal);
+      const rerun = (probe.starts.get(ctx.job.id)?.length ?? 1) > 1 && ctx.payload['thenMs'] !== undefined;
+      const ms = Number((rerun ? ctx.payload['thenMs'] : ctx.payload['ms']) ?? 1000);
+      await sleep(ms, ctx.payload['ignoreSignal'] ? undefined : ctx.signal);
       return { slept: true };
     },
     { concurrency: 100 },

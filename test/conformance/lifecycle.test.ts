@@ -60,14 +60,15 @@ describe.each(targets)('job lifecycle on the $name engine', (target) => {
   });
 
   it('holds a delayed job until its time, and runs a past runAt at once', async () => {
-    const delayed = await client.submit({ type: 'echo', delay: 400 });
+    // 1.5 s: a loaded machine still reads the job well before its time.
+    const delayed = await client.submit({ type: 'echo', delay: 1500 });
     expect(delayed.state).toBe('scheduled');
-    expect(Date.parse(delayed.runAt) - Date.parse(delayed.createdAt)).toBe(400);
-    await sleepMs(150);
+    expect(Date.parse(delayed.runAt) - Date.parse(delayed.createdAt)).toBe(1500);
+    await sleepMs(100);
     expect((await client.get(delayed.id)).state).toBe('scheduled');
     const job = await client.waitFor(delayed.id);
     expect(job.state).toBe('completed');
-    expect(probe.starts.get(delayed.id)![0]! - Date.parse(delayed.createdAt)).toBeGreaterThanOrEqual(390);
+    expect(probe.starts.get(delayed.id)![0]! - Date.parse(delayed.createdAt)).toBeGreaterThanOrEqual(1490);
 
     const past = await client.submit({ type: 'echo', runAt: '2000-01-01T00:00:00Z' });
     expect(past.state).toBe('queued');
@@ -88,7 +89,8 @@ describe.each(targets)('job lifecycle on the $name engine', (target) => {
     for (let i = 1; i < starts.length; i += 1) {
       const gap = starts[i]! - starts[i - 1]!;
       expect(gap).toBeGreaterThanOrEqual(245);
-      expect(gap).toBeLessThan(250 + 400);
+      // Not held back much past the delay (the slack is for a loaded machine).
+      expect(gap).toBeLessThan(250 + 2000);
     }
     const retrying = (await client.events(submitted.id)).filter((event) => event.type === 'job.retrying');
     expect(retrying.map((event) => event.data['attempt'])).toEqual([1, 2]);
@@ -106,7 +108,7 @@ describe.each(targets)('job lifecycle on the $name engine', (target) => {
     const [first, second, third] = probe.starts.get(submitted.id)!;
     expect(second! - first!).toBeGreaterThanOrEqual(145);
     expect(third! - second!).toBeGreaterThanOrEqual(295);
-    expect(third! - second!).toBeLessThan(300 + 400);
+    expect(third! - second!).toBeLessThan(300 + 2000);
   });
 
   it('moves a job out of attempts to failed (the dead-letter queue), and a manual retry runs it again', async () => {
@@ -140,10 +142,11 @@ describe.each(targets)('job lifecycle on the $name engine', (target) => {
   });
 
   it('fails an attempt that outlives its timeout, firing its signal, even if the handler ignores it', async () => {
-    const submitted = await client.submit({ type: 'sleepy', payload: { ms: 3000, ignoreSignal: true }, timeout: 200, attempts: 1 });
+    const submitted = await client.submit({ type: 'sleepy', payload: { ms: 4000, ignoreSignal: true }, timeout: 200, attempts: 1 });
     const started = Date.now();
     const job = await client.waitFor(submitted.id);
-    expect(Date.now() - started).toBeLessThan(2000);
+    // Well before the handler's own 4 s end (with room for a loaded machine).
+    expect(Date.now() - started).toBeLessThan(3000);
     expect(job).toMatchObject({ state: 'failed', attemptsMade: 1, error: { code: 'JOBLINE_JOB_TIMEOUT' } });
     expect(probe.aborted.has(submitted.id)).toBe(true);
   });

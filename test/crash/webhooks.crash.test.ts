@@ -125,5 +125,6 @@ describe('webhook crash recovery', () => {
 
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-  }, 60_000);
+    // Room for its waits (up to 70 s) and two server starts on a loaded machine; about 10 s idle.
+  }, 150_000);
 });

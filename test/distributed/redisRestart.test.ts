@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import type { PublicJob } from '../../src/services/jobService.js';
 import { createTestDatabase, postgresReachable } from '../helpers/postgres.js';
 import { callServer, loginTo, startServerProcess, type ServerProcess } from '../helpers/process.js';
@@ -13,6 +13,8 @@ import { distributedEnv, redisServerAvailable, startPrivateRedis, testPrefix, ty
 const runnable = (await postgresReachable()) && (await redisServerAvailable());
 
 const IMMEDIATE_JOBS = 300;
+/** Jobs of the `nap` type the worker process runs at once. */
+const NAP_CONCURRENCY = 10;
 const DELAYED_JOBS = 10;
 /** Long enough that the delayed jobs are still waiting for their run time when Redis comes back. */
 const DELAY_MS = 20_000;
@@ -44,7 +46,7 @@ describe.skipIf(!runnable)('distributed mode across a Redis restart', () => {
       path.join(handlersDir, 'nap.mjs'),
       `export default {
         type: 'nap',
-        concurrency: 10,
+        concurrency: ${NAP_CONCURRENCY},
         async run(ctx) {
           await new Promise((resolve) => setTimeout(resolve, 150));
           return { attempt: ctx.attempt };
@@ -70,6 +72,12 @@ describe.skipIf(!runnable)('distributed mode across a Redis restart', () => {
     servers.push(api);
     const worker = await startServerProcess({ ...env, JOBLINE_ROLE: 'worker' });
     servers.push(worker);
+    // The evidence when it fails: the end of each process's output.
+    onTestFailed(() => {
+      for (const [role, server] of [['api', api], ['worker', worker]] as const) {
+        console.error(`--- ${role} pid ${server.child.pid} (exit ${server.child.exitCode ?? server.child.signalCode ?? 'running'})\n${server.output().slice(-6000)}`);
+      }
+    });
     const token = await loginTo(api, env.JOBLINE_ADMIN_EMAIL, env.JOBLINE_ADMIN_PASSWORD);
     const counts = async (): Promise<Counts> => {
       const queues = await callServer<{ name: string; counts: Counts }[]>(api, token, 'GET', '/v1/admin/queues');
@@ -160,8 +168,13 @@ describe.skipIf(!runnable)('distributed mode across a Redis restart', () => {
       .flatMap((server) => logLines(server))
       .filter((line) => line['msg'] === 're-enqueued waiting jobs BullMQ did not hold')
       .reduce((sum, line) => sum + Number(line['jobs']), 0);
-    // Every job still waiting when Redis came back empty was put back on BullMQ from PostgreSQL.
-    expect(reEnqueued).toBeGreaterThanOrEqual((atRestart['queued'] ?? 0) + (atRestart['scheduled'] ?? 0));
+    // Every job still waiting when Redis came back empty was put back on BullMQ from PostgreSQL,
+    // except those whose tickets the worker had taken just before the outage: it was still removing
+    // them from BullMQ (the command waits for Redis to return), and then leases those jobs straight
+    // from PostgreSQL, so the reconciler (rightly) finds them running. That is at most one claim's
+    // worth, the handler's concurrency. (Both processes reconcile, so the sum may also count a job twice.)
+    const waitingAtRestart = (atRestart['queued'] ?? 0) + (atRestart['scheduled'] ?? 0);
+    expect(reEnqueued).toBeGreaterThanOrEqual(waitingAtRestart - NAP_CONCURRENCY);
     // Both processes still shut down cleanly after living through the outage.
     api.child.kill('SIGTERM');
     worker.child.kill('SIGTERM');
@@ -170,7 +183,8 @@ describe.skipIf(!runnable)('distributed mode across a Redis restart', () => {
       `redis restart: 503 after ${refusedMs} ms; first completion ${resumedMs} ms after restart; ` +
         `delayed jobs started at most ${delayedLateMs} ms late; ${reEnqueued} tickets re-enqueued; counts at restart ${JSON.stringify(atRestart)}`,
     );
-  }, 60_000);
+    // About 30 s idle, 20 s of it the delayed jobs' wait: the rest is room for a loaded machine.
+  }, 120_000);
 });
 
 /** Stops Redis as the issue describes (SHUTDOWN NOSAVE), or kills it when redis-cli is missing; resolves once it has exited. */

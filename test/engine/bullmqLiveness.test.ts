@@ -44,14 +44,16 @@ describe.skipIf(!runnable)('BullMQ engine: liveness and Redis outages', () => {
     const jobId = added!.job.id;
     expect(await engine.claimJobs({ queue: 'manual', types: ['unhandled'], limit: 1, workerId: 'ghost', leaseMs: 600_000 })).toHaveLength(1);
     // The job is held by "ghost", an instance whose event loop is blocked: its heartbeat is long
-    // stale, but its Redis connection (this client) is open.
-    await server.runtime.database.db.updateTable('jobs').set({ lease_token: 'ghost.token' }).where('id', '=', jobId).execute();
+    // stale, but its Redis connection (this client) is open. Set up in this order, as the engine's
+    // own heartbeat does, so no sweep (every 100 ms) in between sees a lease holder without a
+    // heartbeat, or a stale heartbeat without a connection (both mean a dead instance).
     const ghost = testRedisClient();
     await ghost.connect();
     cleanups.push(async () => ghost.disconnect());
     const clientId = String(await ghost.client('ID'));
-    await ghost.zadd(`${prefix}engine:instances`, 0, 'ghost');
     await ghost.hset(`${prefix}engine:instance-clients`, 'ghost', clientId);
+    await ghost.zadd(`${prefix}engine:instances`, 0, 'ghost');
+    await server.runtime.database.db.updateTable('jobs').set({ lease_token: 'ghost.token' }).where('id', '=', jobId).execute();
 
     // Many sweeps later, the job is still the ghost's: it may still be running it.
     await sleepMs(1500);
@@ -61,8 +63,10 @@ describe.skipIf(!runnable)('BullMQ engine: liveness and Redis outages', () => {
     // The process dies: its connections close, and its job comes back long before the lease would expire.
     ghost.disconnect();
     await eventually(async () => (await engine.getJob(jobId))?.state === 'queued', 'the dead instance\'s job to be recovered');
-    const [again] = await engine.claimJobs({ queue: 'manual', types: ['unhandled'], limit: 1, workerId: 'w2', leaseMs: 10_000 });
-    expect(again?.job.id).toBe(jobId);
+    // Its ticket goes on BullMQ just after the row commits as queued: claim until it is there.
+    let again: Awaited<ReturnType<typeof engine.claimJobs>> = [];
+    await eventually(async () => (again = await engine.claimJobs({ queue: 'manual', types: ['unhandled'], limit: 1, workerId: 'w2', leaseMs: 10_000 })).length > 0, 'w2 to claim the recovered job');
+    expect(again[0]?.job.id).toBe(jobId);
   });
 
   it('keeps sweeping, cancels and stops promptly while Redis is down', async () => {

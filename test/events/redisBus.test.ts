@@ -175,7 +175,7 @@ describe.skipIf(!reachable)('the Redis event bus', () => {
     expect(heardByClosed.filter((seq) => seq > 1)).toEqual([]);
     // The server has dropped both connections (QUIT is answered just before the socket closes, hence the poll).
     let remaining = await connectionsNamed('closing');
-    for (let tries = 0; remaining.length > 0 && tries < 50; tries += 1) {
+    for (const deadline = Date.now() + 10_000; remaining.length > 0 && Date.now() < deadline; ) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       remaining = await connectionsNamed('closing');
     }
@@ -232,14 +232,15 @@ describe.skipIf(!reachable)('the Redis event bus', () => {
 
     await server.stop();
     first.publishJobEvents([event('j', 2)]);
-    await waitUntil(() => lines.some((line) => line['msg'] === 'could not publish an event to Redis; live clients will catch up from storage'), 'the lost publish to be logged', 8000);
+    await waitUntil(() => lines.some((line) => line['msg'] === 'could not publish an event to Redis; live clients will catch up from storage'), 'the lost publish to be logged', 15_000);
 
     const restarted = await startPrivateRedis([], { port: server.port });
     cleanups.push(() => restarted.stop());
-    // Both subscribers resubscribe by themselves; publish until each hears again.
+    // Both subscribers resubscribe by themselves (reconnecting at most 2 s apart); publish until each hears again.
     let seq = 100;
+    const deadline = Date.now() + 20_000;
     while (!(heard.first.some((s) => s >= 100) && heard.second.some((s) => s >= 100))) {
-      if (seq > 200) throw new Error('delivery did not resume within 10 s');
+      if (Date.now() > deadline) throw new Error('delivery did not resume within 20 s');
       first.publishJobEvents([event('j', seq)]);
       seq += 1;
       await new Promise((resolve) => setTimeout(resolve, 100));

@@ -30,8 +30,11 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts `jobline start` on a free port and resolves once it logs the address it listens on. */
-export function startServerProcess(env: Record<string, string>, timeoutMs = 30_000): Promise<ServerProcess> {
+/**
+ * Starts `jobline start` on a free port and resolves once it logs the address it listens on. A
+ * start takes a few seconds when idle (tsx compiles the sources), many more on a loaded machine.
+ */
+export function startServerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/index.ts'), 'start'], {
     cwd: ROOT,
     env: childEnv({ JOBLINE_PORT: '0', JOBLINE_HOST: '127.0.0.1', ...env }),

@@ -155,8 +155,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Polls until `condition` holds; fails with `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+/** Polls until `condition` holds; fails with `what` after `timeoutMs` (generous: only a broken run reaches it). */
+export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -723,7 +723,7 @@ describe('job metrics', () => {
       sample(text, 'jobline_jobs_completed_total{queue="default",type="echo"}') === 3 &&
       sample(text, 'jobline_jobs_completed_total{queue="metrics-other",type="echo"}') === 1;
     let text = await scrape();
-    for (const deadline = Date.now() + 5000; !counted(text) && Date.now() < deadline; text = await scrape()) await sleepMs(10);
+    for (const deadline = Date.now() + 15_000; !counted(text) && Date.now() < deadline; text = await scrape()) await sleepMs(10);
     expect(sample(text, 'jobline_jobs_completed_total{queue="default",type="echo"}')).toBe(3);
     expect(sample(text, 'jobline_jobs_completed_total{queue="metrics-other",type="echo"}')).toBe(1);
     expect(text).toContain('# TYPE jobline_job_duration_seconds histogram');

@@ -36,7 +36,8 @@ export async function startReceiver(): Promise<Receiver> {
   };
 }
 
-export async function until<T>(read: () => Promise<T> | T, done: (value: T) => boolean, timeoutMs = 8000, what = 'a condition'): Promise<T> {
+/** Polls `read` until `done` holds; the deadline is generous, as only a broken run should reach it. */
+export async function until<T>(read: () => Promise<T> | T, done: (value: T) => boolean, timeoutMs = 15_000, what = 'a condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await read();

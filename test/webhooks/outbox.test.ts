@@ -66,16 +66,17 @@ describe('webhook outbox', () => {
     let token = (await first.login()).accessToken;
     const endpoint = await webhookApi(first, () => token).createEndpoint(receiver!.url('/slow'));
     const test = await webhookApi(first, () => token).test(endpoint.id);
-    await until(() => receiver!.hits('/slow'), (hits) => hits.length === 1, 5000, 'the first send');
+    await until(() => receiver!.hits('/slow'), (hits) => hits.length === 1, 15_000, 'the first send');
     const closing = Date.now();
     await first.runtime.close();
-    expect(Date.now() - closing).toBeLessThan(3000);
+    // Well before the 15 s request timeout would end the send (the slack is for a loaded machine).
+    expect(Date.now() - closing).toBeLessThan(8000);
 
     hang = false;
     const second = await start('all');
     token = (await second.login()).accessToken;
     const api = webhookApi(second, () => token);
-    const delivery = await until(() => api.delivery(endpoint.id, test.id), (view) => view.status === 'succeeded', 8000, 'the delivery');
+    const delivery = await until(() => api.delivery(endpoint.id, test.id), (view) => view.status === 'succeeded', 15_000, 'the delivery');
     // The abandoned send was not an attempt: only the one that got an answer is logged.
     expect(delivery.attempts.map((attempt) => attempt.statusCode)).toEqual([200]);
     expect(receiver!.hits('/slow').map((hit) => hit.headers['webhook-id'])).toEqual([test.id, test.id]);
