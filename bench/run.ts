@@ -9,6 +9,7 @@ const BENCHMARKS: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   schedules: () => import('./schedules.js'),
   throughput: () => import('./throughput.js'),
   distributed: () => import('./distributed.js'),
+  ceiling: () => import('./ceiling.js'),
   latency: () => import('./latency.js'),
   memory: () => import('./memory.js'),
   listing: () => import('./listing.js'),

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
 import type { Database, JobEventsTable } from '../../db/schema.js';
 import { crashError, decideAfterCrash, decideAfterFailure, expiredError } from '../lifecycle.js';
@@ -87,7 +87,7 @@ function dispatch(ctx: PgWriteContext, row: JobRow): void {
 }
 
 export function newLeaseToken(instanceId: string): string {
-  return `${instanceId}.${randomBytes(12).toString('hex')}`;
+  return `${instanceId}.${randomUUID()}`;
 }
 
 /** The engine instance that took a lease (the part of its token before the dot). */
