@@ -99,14 +99,27 @@ export class ScheduleStore {
     return row?.next == null ? null : Number(row.next);
   }
 
-  /** Moves nextRunAt on, only if it is still what the caller read (compare and set). */
+  /**
+   * Moves nextRunAt on, only if it is still what the caller read (compare and set). lastRunAt, the
+   * fire time of a job the caller created, is recorded even when that compare fails (another
+   * scheduler process moved on first, or the schedule was changed or disabled meanwhile): the job
+   * exists. It only ever moves forward.
+   */
   async advance(id: string, expected: number, nextRunAt: number | null, lastRunAt: number | null): Promise<boolean> {
     const result = await this.db
       .updateTable('schedules')
-      .set({ next_run_at: nextRunAt, ...(lastRunAt === null ? {} : { last_run_at: lastRunAt }) })
+      .set({ next_run_at: nextRunAt })
       .where('id', '=', id)
       .where('next_run_at', '=', expected)
       .executeTakeFirst();
+    if (lastRunAt !== null) {
+      await this.db
+        .updateTable('schedules')
+        .set({ last_run_at: lastRunAt })
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('last_run_at', 'is', null), eb('last_run_at', '<', lastRunAt)]))
+        .execute();
+    }
     return Number(result.numUpdatedRows) === 1;
   }
 

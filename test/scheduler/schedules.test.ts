@@ -166,6 +166,20 @@ describe('schedules', () => {
       ).rejects.toThrow(/UNIQUE|unique/);
     });
 
+    it('records lastRunAt for a job it created even when another process moved nextRunAt on first, and never moves it back', async () => {
+      const schedule = (await create({ name: 'raced', cron: '0 3 * * *', job: { type: 'echo' } })).json<ScheduleView>();
+      const store = server.runtime.services.scheduleStore;
+      const planned = Date.parse(schedule.nextRunAt!);
+      // Another scheduler process advanced first (it found the job already created: no lastRunAt of its own).
+      expect(await store.advance(schedule.id, planned, planned + 86_400_000, null)).toBe(true);
+      // This process created the job for `planned`; its compare fails, its fire time is still recorded.
+      expect(await store.advance(schedule.id, planned, planned + 86_400_000, planned)).toBe(false);
+      expect(await view(schedule.id)).toMatchObject({ lastRunAt: new Date(planned).toISOString(), nextRunAt: new Date(planned + 86_400_000).toISOString() });
+      // A slower process reporting an older fire time does not move it back.
+      await store.advance(schedule.id, planned, planned + 86_400_000, planned - 86_400_000);
+      expect((await view(schedule.id)).lastRunAt).toBe(new Date(planned).toISOString());
+    });
+
     it('skips, and moves past, fire times whose job can no longer be built, without spinning', async () => {
       const schedule = (await create({ name: 'broken', cron: '* * * * * *', job: { type: 'echo' } })).json<ScheduleView & { createdAt: string }>();
       // As if the handler had been removed since: the template names an unknown type.
