@@ -32,12 +32,6 @@ const DEPLOYMENTS = [
   { workers: 1, concurrency: 200 },
   { workers: 2, concurrency: 200 },
 ] as const;
-/**
- * How often the bench asks for the queue's counts. Each ask counts every job in PostgreSQL (the
- * admin listing), CPU taken from the jobs on this 2-core machine, so less often than the
- * embedded bench; it adds at most this much to a run that lasts seconds.
- */
-const POLL_MS = 100;
 /** After SIGTERM, how long a process may take to exit before SIGKILL. */
 const KILL_AFTER_MS = 10_000;
 const TARGET = 0.7;
@@ -101,7 +95,7 @@ async function measureDistributed(workerCount: number, concurrency: number): Pro
     let measurement: Measurement;
     try {
       await submitAndWait(api, bulkBodies(WARM_UP), WARM_UP);
-      measurement = await measureSubmissions(api, bulkBodies(JOBS), WARM_UP + JOBS, `distributed, ${workerCount} worker process(es)`, POLL_MS);
+      measurement = await measureSubmissions(api, bulkBodies(JOBS), WARM_UP + JOBS, `distributed, ${workerCount} worker process(es)`);
     } catch (error) {
       throw new Error(`${error instanceof Error ? error.message : String(error)}\n${outputTails(processes)}`, { cause: error });
     }
