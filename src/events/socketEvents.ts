@@ -4,10 +4,12 @@ import { z } from 'zod';
 import type { JobEvent } from '../engine/types.js';
 import type { Principal } from '../services/authService.js';
 import type { JobService } from '../services/jobService.js';
+import { hasScope } from '../services/scopes.js';
 import { toPublicEvent } from '../services/jobService.js';
 import { AppError, errors, toError } from '../utils/errors.js';
 import type { JobEventHub } from './hub.js';
 import type { ControlMessage, EventBus } from './index.js';
+import { atTime, type TimerHandle } from '../utils/timers.js';
 
 /**
  * Socket.IO subscriptions: a job (replay after `fromSeq`, then live), a queue (admins), or all
@@ -27,7 +29,7 @@ interface SocketState {
    */
   generations: Map<string, number>;
   rooms: Set<string>;
-  expiryTimer: NodeJS.Timeout | null;
+  expiryTimer: TimerHandle | null;
 }
 
 const jobTarget = z.object({ jobId: z.uuid(), fromSeq: z.number().int().min(0).optional(), batch: z.boolean().optional() }).strict();
@@ -114,9 +116,10 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
       expiryTimer: null,
     };
     metrics.connected(1);
-    const expiresAt = state.principal.expiresAt;
+    const { expiresAt, via } = state.principal;
     if (expiresAt !== null) {
-      state.expiryTimer = setTimeout(() => endSession(socket, 'JOBLINE_TOKEN_EXPIRED', 'The access token expired; reconnect with a new one.'), Math.max(0, expiresAt - Date.now()));
+      const message = via === 'apiKey' ? 'The API key expired.' : 'The access token expired; reconnect with a new one.';
+      state.expiryTimer = atTime(expiresAt, () => endSession(socket, via === 'apiKey' ? 'JOBLINE_API_KEY_INVALID' : 'JOBLINE_TOKEN_EXPIRED', message));
     }
     socket.on('subscribe', (raw: unknown, ack?: unknown) => {
       void subscribe({ ...deps, batches }, socket, state, raw).then(
@@ -135,7 +138,7 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
       reply(ack, { ok: true });
     });
     socket.on('disconnect', () => {
-      if (state.expiryTimer) clearTimeout(state.expiryTimer);
+      state.expiryTimer?.cancel();
       for (const follower of state.replaying.values()) follower.close();
       metrics.subscriptions(-(state.rooms.size + state.replaying.size));
       metrics.connected(-1);
@@ -162,6 +165,8 @@ async function subscribe(deps: SubscribeDependencies, socket: Socket, state: Soc
     throw errors.validation('Subscribe to {jobId, fromSeq?}, {queue} or {all: true}.', parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })));
   }
   const { principal } = state;
+  // What the HTTP API asks of reading jobs: an API key needs the jobs:read scope.
+  if (!hasScope(principal.scopes, 'jobs:read')) throw errors.insufficientScope('jobs:read');
   const subscription = parsed.data;
   if ('queue' in subscription) {
     if (principal.role !== 'admin') throw errors.forbidden('Only administrators may follow a whole queue.');

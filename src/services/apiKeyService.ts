@@ -28,6 +28,8 @@ export interface VerifiedApiKey {
   id: string;
   userId: string;
   scopes: GrantedScope[];
+  /** When the key stops working (epoch ms), or null. */
+  expiresAt: number | null;
 }
 
 function toApiKey(row: Selectable<ApiKeysTable>): ApiKey {
@@ -111,7 +113,7 @@ export class ApiKeyService {
     if (row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION_MS) {
       await this.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.id).execute();
     }
-    return { id: row.id, userId: row.user_id, scopes: JSON.parse(row.scopes) as GrantedScope[] };
+    return { id: row.id, userId: row.user_id, scopes: JSON.parse(row.scopes) as GrantedScope[], expiresAt: row.expires_at === null ? null : Number(row.expires_at) };
   }
 }
 

@@ -27,7 +27,7 @@ export interface Principal {
   /** null: every scope (a login); otherwise the API key's scopes. */
   scopes: GrantedScope[] | null;
   apiKeyId: string | null;
-  /** For a login, when its access token expires (epoch ms); null for API keys. */
+  /** When the credentials stop working (epoch ms): a login's access token, an API key's expiry; null for a key that never expires. */
   expiresAt: number | null;
 }
 
@@ -194,7 +194,7 @@ export class AuthService {
       const key = await this.apiKeys.verify(token);
       const user = await this.users.findRow(key.userId);
       if (!user) throw errors.invalidApiKey();
-      return { userId: user.id, email: user.email, role: user.role, via: 'apiKey', scopes: key.scopes, apiKeyId: key.id, expiresAt: null };
+      return { userId: user.id, email: user.email, role: user.role, via: 'apiKey', scopes: key.scopes, apiKeyId: key.id, expiresAt: key.expiresAt };
     }
     const claims = await this.verifyAccessToken(token);
     const user = await this.users.findRow(claims.sub);

@@ -234,6 +234,32 @@ describe('Socket.IO', () => {
     expect(socket.ended).toMatchObject({ code: 'JOBLINE_API_KEY_INVALID' });
   });
 
+  it('asks an API key for the jobs:read scope, as the HTTP API does', async () => {
+    const job = await admin.waitFor((await admin.submit({ type: 'echo', payload: { secret: 42 } })).id);
+    const narrow = (await server.request({ method: 'POST', url: '/v1/api-keys', token: admin.token, body: { name: 'hooks only', scopes: ['webhooks:read'] } })).json();
+    expect((await server.request({ method: 'GET', url: `/v1/jobs/${job.id}`, token: narrow.key })).statusCode).toBe(403);
+    const refused = await open(narrow.key);
+    for (const target of [{ jobId: job.id, fromSeq: 0 }, { queue: 'default' }, { all: true }]) {
+      const answer = await refused.subscribe(target);
+      expect(answer).toMatchObject({ ok: false, error: { code: 'JOBLINE_INSUFFICIENT_SCOPE' } });
+      expect(answer.snapshot).toBeUndefined();
+    }
+    const reader = (await server.request({ method: 'POST', url: '/v1/api-keys', token: admin.token, body: { name: 'reader', scopes: ['jobs:read'] } })).json();
+    const allowed = await open(reader.key);
+    expect(await allowed.subscribe({ jobId: job.id, fromSeq: 0 })).toMatchObject({ ok: true, snapshot: { state: 'completed' } });
+    await allowed.waitFor(() => allowed.of(job.id).some((event) => event.type === 'job.completed'), 'the replayed completion');
+  });
+
+  it('drops the connection when its API key expires', async () => {
+    const created = (
+      await server.request({ method: 'POST', url: '/v1/api-keys', token: user.token, body: { name: 'short', expiresAt: new Date(Date.now() + 4000).toISOString() } })
+    ).json();
+    const socket = await open(created.key);
+    const closed = new Promise((resolve) => socket.socket.once('disconnect', resolve));
+    await closed;
+    expect(socket.ended).toMatchObject({ code: 'JOBLINE_API_KEY_INVALID' });
+  });
+
   it('shows connections and subscriptions in the metrics', async () => {
     const metrics = (await server.request({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/jobline_socket_connections \d+/);
