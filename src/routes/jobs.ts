@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RealtimeMetrics } from '../config/metrics.js';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../engine/lifecycle.js';
-import { JOB_STATES } from '../engine/types.js';
+import { FINISHED_STATES, JOB_STATES } from '../engine/types.js';
 import { principalOf, type AuthGuards } from '../middleware/auth.js';
 import type { Services } from '../services/index.js';
 import { bearerSecurity, idParamsSchema } from './schemas.js';
@@ -191,7 +191,10 @@ export async function jobRoutes(
           fromSeq: z.coerce.number().int().min(0).default(0),
           limit: z.coerce.number().int().min(1).max(10_000).default(1000),
         }),
-        response: { 200: z.object({ items: z.array(eventSchema) }) },
+        response: {
+          200: z.object({ items: z.array(eventSchema) }),
+          204: z.null().describe('Event stream only: the job has ended and the stream would carry nothing after `fromSeq`.'),
+        },
       },
     },
     async (request, reply) => {
@@ -201,10 +204,15 @@ export async function jobRoutes(
         return { items: await jobs.events(principal, id, request.query.fromSeq, request.query.limit) };
       }
       const lastEventId = request.headers['last-event-id'];
-      const fromSeq = lastEventId === undefined ? request.query.fromSeq : Number(lastEventId);
-      await jobs.visibleJob(principal, id);
+      const job = await jobs.visibleJob(principal, id);
+      // A seq past the job's last event (a client's mistake) would wait for events that never come.
+      const fromSeq = Math.min(lastEventId === undefined ? request.query.fromSeq : Number(lastEventId), job.lastSeq);
+      // Nothing more will ever come: 204 tells an EventSource to stop reconnecting.
+      if (FINISHED_STATES.includes(job.state) && fromSeq >= job.lastSeq) return reply.code(204).send(null);
       const raw = reply.hijack().raw;
       raw.writeHead(200, {
+        // What the hooks set (CORS, security headers) would be lost with the hijack: carried over.
+        ...Object.fromEntries(Object.entries(reply.getHeaders()).filter(([, value]) => value !== undefined)),
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
         connection: 'keep-alive',

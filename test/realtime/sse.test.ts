@@ -31,7 +31,7 @@ describe('Server-Sent Events and the result long poll', () => {
   let client: Client;
 
   beforeAll(async () => {
-    server = await startTestRuntime({ handlers: registerProbeHandlers });
+    server = await startTestRuntime({ handlers: registerProbeHandlers, env: { JOBLINE_CORS_ORIGINS: 'https://app.example' } });
     baseUrl = await server.runtime.app.listen({ port: 0, host: '127.0.0.1' });
     client = new Client(server, (await server.login()).accessToken);
   });
@@ -62,6 +62,35 @@ describe('Server-Sent Events and the result long poll', () => {
     expect(Number(viaQuery.messages[0]?.id)).toBe(21);
     const everything = await readStream(await stream(job.id, {}, '?fromSeq=1000'));
     expect(everything.messages).toEqual([]);
+  });
+
+  it('answers 204 once a finished job has nothing after the given seq, so an EventSource stops reconnecting', async () => {
+    const job = await client.waitFor((await client.submit({ type: 'chatty', payload: { count: 5 } })).id);
+    const { items } = (await server.request({ method: 'GET', url: `/v1/jobs/${job.id}/events`, token: client.token })).json<{ items: { seq: number }[] }>();
+    const lastSeq = Math.max(...items.map((event) => event.seq));
+    const last = await stream(job.id, { 'last-event-id': String(lastSeq) });
+    expect(last.status).toBe(204);
+    expect(await last.text()).toBe('');
+    expect((await stream(job.id, {}, '?fromSeq=1000')).status).toBe(204);
+    const before = await stream(job.id, { 'last-event-id': String(lastSeq - 1) });
+    expect(before.status).toBe(200);
+    expect((await readStream(before)).messages.map((message) => message.event)).toEqual(['job.completed']);
+  });
+
+  it('on a running job, takes a seq past its last event as its last event (and still ends)', async () => {
+    const job = await client.submit({ type: 'sleepy', payload: { ms: 800 } });
+    const { messages } = await readStream(await stream(job.id, {}, '?fromSeq=1000'));
+    expect(messages.at(-1)?.event).toBe('job.completed');
+  });
+
+  it('keeps the CORS and security headers the JSON answers carry', async () => {
+    const job = await client.waitFor((await client.submit({ type: 'echo' })).id);
+    const response = await stream(job.id, { origin: 'https://app.example' }, '?fromSeq=0');
+    await response.text();
+    expect(response.status).toBe(200);
+    expect(response.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
   });
 
   it('follows a running job live and ends after its final event', async () => {
