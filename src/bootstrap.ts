@@ -14,6 +14,7 @@ import { BullMqEngine } from './engine/bullmq/engine.js';
 import { EmbeddedEngine } from './engine/embedded/index.js';
 import type { Engine } from './engine/types.js';
 import { JobEventHub } from './events/hub.js';
+import { LiveSessions } from './events/sessions.js';
 import { LocalEventBus, type EventBus } from './events/index.js';
 import { attachSocketEvents } from './events/socketEvents.js';
 import { createSocketServer } from './config/socket.js';
@@ -114,7 +115,10 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => database.ping() }];
     if (redis) readiness.push(redis.readiness);
     const serveApi = config.role === 'api' || config.role === 'all';
+    // Live connections (sockets, event streams) end when their credentials stop working.
+    const sessions = new LiveSessions(bus);
     const app = await buildApp({
+      sessions,
       config,
       logger,
       services,
@@ -124,7 +128,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
       rateLimitStore: redis ? rateLimitStore(redis.commands, config.redisPrefix) : null,
     });
     const io = serveApi ? createSocketServer(app.server, { auth: services.auth, corsOrigins: config.corsOrigins }) : null;
-    const detachSockets = io ? attachSocketEvents({ io, hub, bus, jobs: services.jobs, metrics: metrics.realtime }) : () => undefined;
+    const detachSockets = io ? attachSocketEvents({ io, hub, sessions, jobs: services.jobs, metrics: metrics.realtime }) : () => undefined;
     await engine.start();
     const workers =
       config.role === 'worker' || config.role === 'all'
@@ -178,7 +182,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
         };
         await attempt(() => Promise.all([app.close(), stopping]));
         clearTimeout(forceClose);
-        for (const step of [() => jobEngine.stop(), () => hub.close(), () => bus.close(), () => redis?.close(), () => database.close()]) await attempt(step);
+        for (const step of [() => jobEngine.stop(), () => hub.close(), () => sessions.close(), () => bus.close(), () => redis?.close(), () => database.close()]) await attempt(step);
         if (failure !== undefined) throw failure;
       })();
       return closing;

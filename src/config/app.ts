@@ -10,6 +10,7 @@ import { frameworkErrorHandler, registerErrorHandling } from '../middleware/erro
 import { registerRateLimit, type RateLimitStore } from '../middleware/rateLimit.js';
 import { healthRoutes, type ReadinessCheck } from '../routes/health.js';
 import { v1Routes } from '../routes/index.js';
+import type { LiveSessions } from '../events/sessions.js';
 import type { Services } from '../services/index.js';
 import { newId } from '../utils/ids.js';
 import type { Config } from './env.js';
@@ -23,6 +24,8 @@ export interface AppDependencies {
   readiness: readonly ReadinessCheck[];
   /** Whether to serve the API (roles api and all) or only health and metrics. */
   serveApi: boolean;
+  /** Ends event streams whose credentials stop working. */
+  sessions: LiveSessions;
   /** Where the HTTP rate limit counts (Redis in distributed mode); in memory when absent. */
   rateLimitStore?: RateLimitStore | null;
 }
@@ -82,6 +85,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       services: deps.services,
       guards: createAuthGuards(deps.services.auth),
       realtime: deps.metrics.realtime,
+      sessions: deps.sessions,
     });
   }
   return app;

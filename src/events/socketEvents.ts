@@ -8,8 +8,7 @@ import { hasScope } from '../services/scopes.js';
 import { toPublicEvent } from '../services/jobService.js';
 import { AppError, errors, toError } from '../utils/errors.js';
 import type { JobEventHub } from './hub.js';
-import type { ControlMessage, EventBus } from './index.js';
-import { atTime, type TimerHandle } from '../utils/timers.js';
+import type { LiveSessions } from './sessions.js';
 
 /**
  * Socket.IO subscriptions: a job (replay after `fromSeq`, then live), a queue (admins), or all
@@ -29,7 +28,6 @@ interface SocketState {
    */
   generations: Map<string, number>;
   rooms: Set<string>;
-  expiryTimer: TimerHandle | null;
 }
 
 const jobTarget = z.object({ jobId: z.uuid(), fromSeq: z.number().int().min(0).optional(), batch: z.boolean().optional() }).strict();
@@ -42,7 +40,8 @@ type Ack = (answer: Record<string, unknown>) => void;
 export interface SocketEventsDependencies {
   io: Server;
   hub: JobEventHub;
-  bus: EventBus;
+  /** Ends a socket whose credentials stop working. */
+  sessions: LiveSessions;
   jobs: JobService;
   metrics: SocketMetrics;
 }
@@ -105,7 +104,6 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
     broadcast(io, event, metrics);
     batches.add(`batch:${event.jobId}`, event);
   });
-  const stopControl = deps.bus.onControl((message) => endSessions(io, message));
 
   io.on('connection', (socket) => {
     const state: SocketState = {
@@ -113,14 +111,12 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
       replaying: new Map(),
       generations: new Map(),
       rooms: new Set(),
-      expiryTimer: null,
     };
     metrics.connected(1);
-    const { expiresAt, via } = state.principal;
-    if (expiresAt !== null) {
-      const message = via === 'apiKey' ? 'The API key expired.' : 'The access token expired; reconnect with a new one.';
-      state.expiryTimer = atTime(expiresAt, () => endSession(socket, via === 'apiKey' ? 'JOBLINE_API_KEY_INVALID' : 'JOBLINE_TOKEN_EXPIRED', message));
-    }
+    const release = deps.sessions.add(state.principal, (reason) => {
+      socket.emit('session.ended', reason);
+      socket.disconnect(true);
+    });
     socket.on('subscribe', (raw: unknown, ack?: unknown) => {
       void subscribe({ ...deps, batches }, socket, state, raw).then(
         ({ answer, afterAck }) => {
@@ -138,7 +134,7 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
       reply(ack, { ok: true });
     });
     socket.on('disconnect', () => {
-      state.expiryTimer?.cancel();
+      release();
       for (const follower of state.replaying.values()) follower.close();
       metrics.subscriptions(-(state.rooms.size + state.replaying.size));
       metrics.connected(-1);
@@ -147,7 +143,6 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
 
   return () => {
     stopEvents();
-    stopControl();
   };
 }
 
@@ -295,23 +290,6 @@ function countMembers(io: Server, rooms: string[]): number {
   const union = new Set<string>();
   for (const members of populated) for (const id of members ?? []) union.add(id);
   return union.size;
-}
-
-function endSessions(io: Server, message: ControlMessage): void {
-  for (const socket of io.of('/').sockets.values()) {
-    const principal = socket.data.principal as Principal | undefined;
-    if (!principal) continue;
-    if (message.type === 'apiKey.revoked' && principal.apiKeyId === message.apiKeyId) {
-      endSession(socket, 'JOBLINE_API_KEY_INVALID', 'The API key was revoked.');
-    } else if (message.type === 'user.sessionsRevoked' && principal.userId === message.userId) {
-      endSession(socket, 'JOBLINE_TOKEN_INVALID', 'Your sessions were ended; log in again.');
-    }
-  }
-}
-
-function endSession(socket: Socket, code: string, message: string): void {
-  socket.emit('session.ended', { code, message });
-  socket.disconnect(true);
 }
 
 function reply(ack: unknown, answer: Record<string, unknown>): void {

@@ -5,6 +5,7 @@ import type { RealtimeMetrics } from '../config/metrics.js';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../engine/lifecycle.js';
 import { FINISHED_STATES, JOB_STATES } from '../engine/types.js';
 import { principalOf, type AuthGuards } from '../middleware/auth.js';
+import type { LiveSessions } from '../events/sessions.js';
 import type { Services } from '../services/index.js';
 import { bearerSecurity, idParamsSchema } from './schemas.js';
 
@@ -97,7 +98,7 @@ const listQuerySchema = z.object({
 
 export async function jobRoutes(
   app: FastifyInstance,
-  options: { services: Services; guards: AuthGuards; realtime: RealtimeMetrics },
+  options: { services: Services; guards: AuthGuards; realtime: RealtimeMetrics; sessions: LiveSessions },
 ): Promise<void> {
   const routes = app.withTypeProvider<ZodTypeProvider>();
   const { jobs } = options.services;
@@ -223,6 +224,7 @@ export async function jobRoutes(
       options.realtime.subscriptions(1);
       let open = true;
       let follower: { close(): void } | null = null;
+      let release: () => void = () => undefined;
       const ping = setInterval(() => raw.write(': ping\n\n'), SSE_PING_MS);
       const end = () => {
         if (!open) return;
@@ -230,9 +232,15 @@ export async function jobRoutes(
         clearInterval(ping);
         follower?.close();
         streams.delete(end);
+        release();
         options.realtime.subscriptions(-1);
         raw.end();
       };
+      // Credentials that stop working (expired, revoked, sessions ended) end the stream, saying why.
+      release = options.sessions.add(principal, (reason) => {
+        if (open) raw.write(`event: session.ended\ndata: ${JSON.stringify(reason)}\n\n`);
+        end();
+      });
       streams.add(end);
       raw.on('close', end);
       // The client may have gone before the listener was attached: 'close' would never come.

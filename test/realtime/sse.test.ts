@@ -83,6 +83,30 @@ describe('Server-Sent Events and the result long poll', () => {
     expect(messages.at(-1)?.event).toBe('job.completed');
   });
 
+  it('ends a stream, saying why, when its API key is revoked or expires', async () => {
+    const revoked = (await server.request({ method: 'POST', url: '/v1/api-keys', token: client.token, body: { name: 'sse revoked' } })).json();
+    const running = await client.submit({ type: 'sleepy', payload: { ms: 60_000 } });
+    const response = await fetch(`${baseUrl}/v1/jobs/${running.id}/events?fromSeq=0`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${revoked.key}` } });
+    expect(response.status).toBe(200);
+    const reading = readStream(response);
+    expect((await server.request({ method: 'DELETE', url: `/v1/api-keys/${revoked.id}`, token: client.token })).statusCode).toBe(204);
+    const { messages } = await reading;
+    expect(messages.at(-1)).toMatchObject({ event: 'session.ended' });
+    expect(JSON.parse(messages.at(-1)!.data!)).toMatchObject({ code: 'JOBLINE_API_KEY_INVALID' });
+    expect(messages.some((message) => message.event === 'job.completed')).toBe(false);
+
+    const expiring = (
+      await server.request({ method: 'POST', url: '/v1/api-keys', token: client.token, body: { name: 'sse short', expiresAt: new Date(Date.now() + 3000).toISOString() } })
+    ).json();
+    const started = Date.now();
+    const expired = await readStream(
+      await fetch(`${baseUrl}/v1/jobs/${running.id}/events?fromSeq=0`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${expiring.key}` } }),
+    );
+    expect(expired.messages.at(-1)).toMatchObject({ event: 'session.ended' });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await server.request({ method: 'POST', url: `/v1/jobs/${running.id}/cancel`, token: client.token });
+  });
+
   it('keeps the CORS and security headers the JSON answers carry', async () => {
     const job = await client.waitFor((await client.submit({ type: 'echo' })).id);
     const response = await stream(job.id, { origin: 'https://app.example' }, '?fromSeq=0');

@@ -1,0 +1,81 @@
+import type { Principal } from '../services/authService.js';
+import { atTime, type TimerHandle } from '../utils/timers.js';
+import type { ControlMessage, EventBus } from './index.js';
+
+/** Why a live connection ends: told to the client before it closes. */
+export interface SessionEnd {
+  code: string;
+  message: string;
+}
+
+interface LiveSession {
+  principal: Principal;
+  end(reason: SessionEnd): void;
+  expiry: TimerHandle | null;
+}
+
+/**
+ * The live connections (Socket.IO sockets, SSE streams) of this process, each with the principal
+ * it authenticated as, ended when those credentials stop working: the access token or API key
+ * expires, the key is revoked, or the user's sessions are ended (password or role changed, user
+ * deleted; told through the bus, so from any process).
+ */
+export class LiveSessions {
+  private readonly sessions = new Set<LiveSession>();
+  private readonly stopControl: () => void;
+
+  constructor(bus: Pick<EventBus, 'onControl'>) {
+    this.stopControl = bus.onControl((message) => {
+      for (const session of [...this.sessions]) {
+        const reason = endedBy(session.principal, message);
+        if (reason) this.finish(session, reason);
+      }
+    });
+  }
+
+  /** Watches a connection; `end` is called at most once. Returns what to call when it closes by itself. */
+  add(principal: Principal, end: (reason: SessionEnd) => void): () => void {
+    const session: LiveSession = { principal, end, expiry: null };
+    this.sessions.add(session);
+    if (principal.expiresAt !== null) {
+      const reason: SessionEnd =
+        principal.via === 'apiKey'
+          ? { code: 'JOBLINE_API_KEY_INVALID', message: 'The API key expired.' }
+          : { code: 'JOBLINE_TOKEN_EXPIRED', message: 'The access token expired; reconnect with a new one.' };
+      session.expiry = atTime(principal.expiresAt, () => this.finish(session, reason));
+    }
+    return () => this.release(session);
+  }
+
+  /** How many connections are watched. */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  close(): void {
+    this.stopControl();
+    for (const session of this.sessions) session.expiry?.cancel();
+    this.sessions.clear();
+  }
+
+  private finish(session: LiveSession, reason: SessionEnd): void {
+    if (!this.sessions.has(session)) return;
+    this.release(session);
+    session.end(reason);
+  }
+
+  private release(session: LiveSession): void {
+    session.expiry?.cancel();
+    this.sessions.delete(session);
+  }
+}
+
+function endedBy(principal: Principal, message: ControlMessage): SessionEnd | null {
+  if (message.type === 'apiKey.revoked' && principal.apiKeyId === message.apiKeyId) {
+    return { code: 'JOBLINE_API_KEY_INVALID', message: 'The API key was revoked.' };
+  }
+  if (message.type === 'user.sessionsRevoked' && principal.userId === message.userId) {
+    return { code: 'JOBLINE_TOKEN_INVALID', message: 'Your sessions were ended; log in again.' };
+  }
+  return null;
+}
