@@ -116,7 +116,7 @@ export async function createRuntime(config: Config, overrides: RuntimeOverrides 
     if (redis) readiness.push(redis.readiness);
     const serveApi = config.role === 'api' || config.role === 'all';
     // Live connections (sockets, event streams) end when their credentials stop working.
-    const sessions = new LiveSessions(bus);
+    const sessions = new LiveSessions(bus, (credential) => services.auth.authenticateToken(credential));
     const app = await buildApp({
       sessions,
       config,

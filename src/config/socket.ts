@@ -27,6 +27,7 @@ export function createSocketServer(httpServer: HttpServer, options: { auth: Auth
     options.auth.authenticateToken(token).then(
       (principal) => {
         socket.data.principal = principal;
+        socket.data.credential = token;
         next();
       },
       (error: unknown) => next(connectionRefused(error instanceof AppError ? error : errors.invalidToken())),

@@ -15,10 +15,15 @@ export interface EventBus {
   publishControl(message: ControlMessage): void;
   onJobEvents(listener: (events: JobEvent[]) => void): () => void;
   onControl(listener: (message: ControlMessage) => void): () => void;
+  /**
+   * Called when the bus hears everything again after a lapse in which messages may have been lost
+   * (a Redis connection dropped and came back): live consumers catch up from storage.
+   */
+  onResume(listener: () => void): () => void;
   close(): Promise<void>;
 }
 
-/** One process: listeners are called synchronously, in publish order. */
+/** One process: listeners are called synchronously, in publish order; nothing is ever lost, so it never resumes. */
 export class LocalEventBus implements EventBus {
   private readonly jobListeners = new Set<(events: JobEvent[]) => void>();
   private readonly controlListeners = new Set<(message: ControlMessage) => void>();
@@ -39,6 +44,10 @@ export class LocalEventBus implements EventBus {
   onControl(listener: (message: ControlMessage) => void): () => void {
     this.controlListeners.add(listener);
     return () => this.controlListeners.delete(listener);
+  }
+
+  onResume(_listener: () => void): () => void {
+    return () => undefined;
   }
 
   async close(): Promise<void> {

@@ -22,12 +22,14 @@ export interface RedisEventBusOptions {
  * process, the publisher included, sees each message once and in the order Redis received them.
  *
  * Pub/sub keeps nothing: a message published while a subscriber is disconnected never reaches it.
- * Live consumers tolerate that — the JobEventHub repairs a gap from stored events when the next
- * event of the job arrives.
+ * Live consumers tolerate that: the JobEventHub repairs a gap from stored events when the next
+ * event of the job arrives, and when the subscriber is back (subscribed again) the bus tells its
+ * `onResume` listeners, which catch up from storage even if no later event comes.
  */
 export class RedisEventBus implements EventBus {
   private readonly jobListeners = new Set<(events: JobEvent[]) => void>();
   private readonly controlListeners = new Set<(message: ControlMessage) => void>();
+  private readonly resumeListeners = new Set<() => void>();
   private readonly jobsChannel: string;
   private readonly controlChannel: string;
   private closing: Promise<void> | null = null;
@@ -47,6 +49,9 @@ export class RedisEventBus implements EventBus {
       await bus.close();
       throw error;
     }
+    // After a reconnection: subscribed again (ioredis resubscribes too; SUBSCRIBE is idempotent, and
+    // its reply says when it took effect), then everything published from here on is heard.
+    options.subscriber.on('ready', () => void bus.resubscribed());
     return bus;
   }
 
@@ -68,11 +73,17 @@ export class RedisEventBus implements EventBus {
     return () => this.controlListeners.delete(listener);
   }
 
+  onResume(listener: () => void): () => void {
+    this.resumeListeners.add(listener);
+    return () => this.resumeListeners.delete(listener);
+  }
+
   /** Sends what was already published (QUIT waits for earlier replies), then quits both connections. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.jobListeners.clear();
       this.controlListeners.clear();
+      this.resumeListeners.clear();
       await Promise.all([closeRedis(this.options.publisher), closeRedis(this.options.subscriber)]);
     })();
     return this.closing;
@@ -84,6 +95,19 @@ export class RedisEventBus implements EventBus {
     this.options.publisher.publish(channel, JSON.stringify(payload)).catch((error: unknown) => {
       this.options.logger.warn({ err: toError(error), channel }, 'could not publish an event to Redis; live clients will catch up from storage');
     });
+  }
+
+  private async resubscribed(): Promise<void> {
+    try {
+      await this.options.subscriber.subscribe(this.jobsChannel, this.controlChannel);
+    } catch (error) {
+      // Dropped again before the reply: the next 'ready' tries again.
+      this.options.logger.warn({ err: toError(error) }, 'could not subscribe to the event bus again');
+      return;
+    }
+    if (this.closing) return;
+    this.options.logger.info('event bus connection back: live clients catch up from storage');
+    this.deliver(this.resumeListeners, undefined);
   }
 
   private receive(channel: string, text: string): void {

@@ -14,6 +14,24 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$/;
 const BULK_MAX = 1000;
 const BULK_BODY_LIMIT = 64 * 1024 * 1024;
 const SSE_PING_MS = 15_000;
+/** Replay waits for a client whose stream holds more than this unsent. */
+const SSE_REPLAY_HIGH_WATER_BYTES = 256 * 1024;
+/** A client this far behind on live events is dropped (it reconnects and replays). */
+const SSE_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+/** Resolves when the stream has sent what it held, or has closed. */
+function drained(stream: NodeJS.WritableStream & { destroyed: boolean }): Promise<void> {
+  if (stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
+}
 
 const backoffSchema = z
   .object({
@@ -237,7 +255,8 @@ export async function jobRoutes(
         raw.end();
       };
       // Credentials that stop working (expired, revoked, sessions ended) end the stream, saying why.
-      release = options.sessions.add(principal, (reason) => {
+      const credential = /^Bearer\s+(\S+)/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
+      release = options.sessions.add(principal, credential, (reason) => {
         if (open) raw.write(`event: session.ended\ndata: ${JSON.stringify(reason)}\n\n`);
         end();
       });
@@ -248,9 +267,18 @@ export async function jobRoutes(
       try {
         follower = await jobs.follow(principal, id, fromSeq, {
           event: (event) => {
+            if (!open) return;
             raw.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
             options.realtime.sent(1, 'sse');
+            // A client that cannot keep up with live events is let go: it reconnects with
+            // Last-Event-ID and replays, paced, from what it actually received.
+            if (raw.writableLength > SSE_MAX_BUFFERED_BYTES) {
+              request.log.warn({ jobId: id, buffered: raw.writableLength }, 'event stream client too slow; closing its stream');
+              raw.destroy();
+            }
           },
+          // Replay reads the next page only once the client has taken most of the last one.
+          ready: () => (raw.writableLength > SSE_REPLAY_HIGH_WATER_BYTES && open ? drained(raw) : undefined),
           end,
         });
       } catch (error) {

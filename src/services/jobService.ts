@@ -215,7 +215,7 @@ export class JobService {
     principal: Principal,
     id: string,
     fromSeq: number,
-    handlers: { event(event: PublicEvent): void; end(): void },
+    handlers: { event(event: PublicEvent): void; end(): void; ready?(): Promise<void> | undefined },
   ): Promise<Follower> {
     await this.visibleJob(principal, id);
     let ended = false;
@@ -241,6 +241,7 @@ export class JobService {
         }, end);
       },
       onError: end,
+      ...(handlers.ready ? { ready: handlers.ready } : {}),
     });
     return { close: end };
   }

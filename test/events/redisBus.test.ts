@@ -225,13 +225,23 @@ describe.skipIf(!reachable)('the Redis event bus', () => {
     const first = await openBus(prefix, 'first', logger, server.url);
     const second = await openBus(prefix, 'second', memoryLogger().logger, server.url);
     const heard: { first: number[]; second: number[] } = { first: [], second: [] };
-    first.onJobEvents((events) => heard.first.push(...events.map((e) => e.seq)));
-    second.onJobEvents((events) => heard.second.push(...events.map((e) => e.seq)));
+    first.onJobEvents((events) => heard.first.push(...events.filter((e) => e.jobId === 'j').map((e) => e.seq)));
+    second.onJobEvents((events) => heard.second.push(...events.filter((e) => e.jobId === 'j').map((e) => e.seq)));
+    let resumed = 0;
+    second.onResume(() => (resumed += 1));
+    // A live client of another job, on the second process: its final event is lost in the outage.
+    const stored = [event('x', 1, 'job.created')];
+    const hub = new JobEventHub(second, async (_jobId, afterSeq) => stored.filter((e) => e.seq > afterSeq));
+    cleanups.push(async () => hub.close());
+    const followed: number[] = [];
+    hub.follow({ jobId: 'x', fromSeq: 0, deliver: (e) => followed.push(e.seq) });
     first.publishJobEvents([event('j', 1)]);
-    await waitUntil(() => heard.first.length === 1 && heard.second.length === 1, 'the first event');
+    await waitUntil(() => heard.first.length === 1 && heard.second.length === 1 && followed.length === 1, 'the first event');
 
     await server.stop();
     first.publishJobEvents([event('j', 2)]);
+    stored.push(event('x', 2, 'job.completed'));
+    first.publishJobEvents([event('x', 2, 'job.completed')]);
     await waitUntil(() => lines.some((line) => line['msg'] === 'could not publish an event to Redis; live clients will catch up from storage'), 'the lost publish to be logged', 15_000);
 
     const restarted = await startPrivateRedis([], { port: server.port });
@@ -256,6 +266,10 @@ describe.skipIf(!reachable)('the Redis event bus', () => {
     const from = (seen: number[]) => seen.filter((s) => s >= bothListening);
     expect(from(heard.first)).toEqual(from(heard.second));
     expect(from(heard.first).at(-1)).toBe(1000);
+    // Back, the bus said so, and the follower read the lost final event from storage.
+    await waitUntil(() => followed.length === 2, 'the lost event read from storage');
+    expect(followed).toEqual([1, 2]);
+    expect(resumed).toBeGreaterThanOrEqual(1);
   });
 });
 

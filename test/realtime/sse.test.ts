@@ -1,3 +1,4 @@
+import { get, type IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, registerProbeHandlers } from '../conformance/harness.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -36,6 +37,11 @@ describe('Server-Sent Events and the result long poll', () => {
     client = new Client(server, (await server.login()).accessToken);
   });
   afterAll(async () => server.close());
+
+  const sseSent = async () => {
+    const metrics = await server.request({ method: 'GET', url: '/metrics' });
+    return Number(/^jobline_events_sent_total\{transport="sse"\} (\d+)$/m.exec(metrics.body)?.[1] ?? 0);
+  };
 
   const stream = (jobId: string, headers: Record<string, string> = {}, query = '') =>
     fetch(`${baseUrl}/v1/jobs/${jobId}/events${query}`, {
@@ -106,6 +112,29 @@ describe('Server-Sent Events and the result long poll', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
     await server.request({ method: 'POST', url: `/v1/jobs/${running.id}/cancel`, token: client.token });
   });
+
+  it('replays to a client that does not read only as fast as it takes the events', async () => {
+    const job = await client.waitFor((await client.submit({ type: 'streamer', payload: { count: 60_000, batch: 5000, everyMs: 1 } })).id, undefined, 60_000);
+    const sentBefore = await sseSent();
+    const url = new URL(`${baseUrl}/v1/jobs/${job.id}/events?fromSeq=0`);
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      get(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${client.token}` } }, resolve).on('error', reject);
+    });
+    response.pause();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const whilePaused = (await sseSent()) - sentBefore;
+    // Some pages went out (the socket buffers take them), far from all 60,003 events.
+    expect(whilePaused).toBeGreaterThan(0);
+    expect(whilePaused).toBeLessThan(40_000);
+    let text = '';
+    response.setEncoding('utf8');
+    response.on('data', (chunk: string) => (text += chunk));
+    response.resume();
+    await new Promise((resolve) => response.on('end', resolve));
+    const ids = [...text.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
+    expect(ids).toHaveLength(60_003);
+    expect(ids.every((id, index) => id === index + 1)).toBe(true);
+  }, 90_000);
 
   it('keeps the CORS and security headers the JSON answers carry', async () => {
     const job = await client.waitFor((await client.submit({ type: 'echo' })).id);
