@@ -7,7 +7,7 @@ import type { JobService } from '../services/jobService.js';
 import { hasScope } from '../services/scopes.js';
 import { toPublicEvent } from '../services/jobService.js';
 import { AppError, errors, toError } from '../utils/errors.js';
-import type { JobEventHub } from './hub.js';
+import { isFinalEvent, type JobEventHub } from './hub.js';
 import type { LiveSessions } from './sessions.js';
 
 /**
@@ -27,10 +27,15 @@ interface SocketState {
    */
   replaying: Map<string, { close(): void }>;
   /**
-   * Bumped by every subscribe and unsubscribe of a job, synchronously: a subscription whose
-   * replay has not started yet starts only if no later request superseded it.
+   * Job subscribe requests still reading their job, by job id: the latest request's ticket
+   * (bumped by a later subscribe or unsubscribe, synchronously) and how many are under way. A
+   * request starts its replay only if no later one superseded it. Emptied as requests finish.
    */
-  generations: Map<string, number>;
+  requests: Map<string, { latest: number; pending: number }>;
+  /** The last ticket handed out. */
+  tickets: number;
+  /** Subscribe requests under way, all jobs together: they count against the limit. */
+  pending: number;
   rooms: Set<string>;
 }
 
@@ -49,6 +54,9 @@ export interface SocketEventsDependencies {
   jobs: JobService;
   metrics: SocketMetrics;
 }
+
+/** Subscriptions one socket may hold: each costs the server memory and work per event. */
+export const MAX_SUBSCRIPTIONS_PER_SOCKET = 1000;
 
 /** Events per `job.events` message, at most. */
 const BATCH_LIMIT = 1000;
@@ -155,6 +163,8 @@ class BatchRooms {
     private readonly io: Server,
     private readonly rooms: JobRooms,
     private readonly metrics: SocketMetrics,
+    /** The room's job has ended: its members are done with it. */
+    private readonly finished: (room: string) => void,
   ) {}
 
   add(room: string, event: JobEvent): void {
@@ -168,6 +178,11 @@ class BatchRooms {
     const run = runs.at(-1);
     if (run && sameMembers(run.except, except)) run.events.push(toPublicEvent(event));
     else runs.push({ except, events: [toPublicEvent(event)] });
+    if (isFinalEvent(event)) {
+      this.flush(room);
+      this.finished(room);
+      return;
+    }
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flushAll());
@@ -213,10 +228,21 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
     void socket.leave(room);
     followJob(context, socket, state, { jobId, batched, startAfter: afterSeq });
   });
-  const batches = new BatchRooms(io, rooms, metrics);
+  /** A job subscription ends after the job's final event, as an event stream does: its members leave the room. */
+  const finished = (room: string) => {
+    for (const id of [...(io.of('/').adapter.rooms.get(room) ?? [])]) {
+      const member = states.get(id);
+      if (!member?.state.rooms.delete(room)) continue;
+      rooms.left(id, room);
+      void member.socket.leave(room);
+      metrics.subscriptions(-1);
+    }
+  };
+  const batches = new BatchRooms(io, rooms, metrics, finished);
   const context: FollowContext = { ...deps, batches, rooms };
   const stopEvents = hub.onEvent((event) => {
     broadcast(io, rooms, event, metrics);
+    if (isFinalEvent(event)) finished(`job:${event.jobId}`);
     batches.add(`batch:${event.jobId}`, event);
   });
   const stopResume = hub.onResume(() => rooms.resume());
@@ -225,7 +251,9 @@ export function attachSocketEvents(deps: SocketEventsDependencies): () => void {
     const state: SocketState = {
       principal: socket.data.principal as Principal,
       replaying: new Map(),
-      generations: new Map(),
+      requests: new Map(),
+      tickets: 0,
+      pending: 0,
       rooms: new Set(),
     };
     states.set(socket.id, { socket, state });
@@ -286,14 +314,25 @@ async function subscribe(context: FollowContext, socket: Socket, state: SocketSt
   const subscription = parsed.data;
   if ('queue' in subscription) {
     if (principal.role !== 'admin') throw errors.forbidden('Only administrators may follow a whole queue.');
-    join(socket, state, `queue:${subscription.queue}`, context.metrics);
+    joinWithin(socket, state, `queue:${subscription.queue}`, context.metrics);
     return { answer: { ok: true } };
   }
   if ('all' in subscription) {
-    join(socket, state, principal.role === 'admin' ? 'all' : `owner:${principal.userId}`, context.metrics);
+    joinWithin(socket, state, principal.role === 'admin' ? 'all' : `owner:${principal.userId}`, context.metrics);
     return { answer: { ok: true } };
   }
   return subscribeToJob(context, socket, state, subscription);
+}
+
+function subscriptionCount(state: SocketState): number {
+  return state.rooms.size + state.replaying.size;
+}
+
+/** Joins a queue or all-jobs room, within the socket's limit (joining again is a no-op). */
+function joinWithin(socket: Socket, state: SocketState, room: string, metrics: SocketMetrics): void {
+  if (state.rooms.has(room)) return;
+  if (subscriptionCount(state) >= MAX_SUBSCRIPTIONS_PER_SOCKET) throw errors.tooManySubscriptions(MAX_SUBSCRIPTIONS_PER_SOCKET);
+  join(socket, state, room, metrics);
 }
 
 async function subscribeToJob(
@@ -304,17 +343,46 @@ async function subscribeToJob(
 ): Promise<Subscribed> {
   const { jobId } = subscription;
   leave(context, socket, state, { jobId });
-  const generation = state.generations.get(jobId) ?? 0;
-  const job = await context.jobs.visibleJob(state.principal, jobId);
+  // Requests still reading their job count too: a burst of subscribes cannot slip past the limit.
+  if (subscriptionCount(state) + state.pending >= MAX_SUBSCRIPTIONS_PER_SOCKET) throw errors.tooManySubscriptions(MAX_SUBSCRIPTIONS_PER_SOCKET);
+  const request = beginRequest(state, jobId);
+  let job: Awaited<ReturnType<JobService['visibleJob']>>;
+  try {
+    job = await context.jobs.visibleJob(state.principal, jobId);
+  } catch (error) {
+    request.end();
+    throw error;
+  }
   const snapshot = { state: job.state, progress: job.progress, result: job.result, error: job.error, lastSeq: job.lastSeq };
   const start = () => {
     // Superseded by a later subscribe or unsubscribe of this job, or the socket is gone.
-    if (socket.disconnected || state.generations.get(jobId) !== generation) return;
+    if (!request.end() || socket.disconnected) return;
     context.metrics.subscriptions(1);
     // Without fromSeq the client has the snapshot and wants what follows it.
     followJob(context, socket, state, { jobId, batched: subscription.batch === true, startAfter: subscription.fromSeq ?? job.lastSeq });
   };
   return { answer: { ok: true, snapshot }, afterAck: start };
+}
+
+/** A job subscribe request under way; `end()` says whether it is still the job's latest. */
+function beginRequest(state: SocketState, jobId: string): { end(): boolean } {
+  let entry = state.requests.get(jobId);
+  if (!entry) {
+    entry = { latest: 0, pending: 0 };
+    state.requests.set(jobId, entry);
+  }
+  const ticket = (entry.latest = ++state.tickets);
+  entry.pending += 1;
+  state.pending += 1;
+  const current = entry;
+  return {
+    end: () => {
+      current.pending -= 1;
+      state.pending -= 1;
+      if (current.pending === 0) state.requests.delete(jobId);
+      return current.latest === ticket;
+    },
+  };
 }
 
 /**
@@ -327,6 +395,8 @@ function followJob(context: FollowContext, socket: Socket, state: SocketState, o
   const room = batched ? `batch:${jobId}` : `job:${jobId}`;
   if (!batched) void socket.join(replayRoom(jobId));
   let replayed: PublicEventList = [];
+  /** The last event delivered ended the job: the subscription is done once caught up. */
+  let ended = false;
   const sendReplayed = () => {
     for (let first = 0; first < replayed.length; first += BATCH_LIMIT) socket.emit('job.events', replayed.slice(first, first + BATCH_LIMIT));
     context.metrics.sent(replayed.length);
@@ -336,6 +406,7 @@ function followJob(context: FollowContext, socket: Socket, state: SocketState, o
     jobId,
     fromSeq: options.startAfter,
     deliver: (event) => {
+      ended = isFinalEvent(event);
       if (batched) {
         replayed.push(toPublicEvent(event));
         if (replayed.length >= BATCH_LIMIT) sendReplayed();
@@ -351,6 +422,10 @@ function followJob(context: FollowContext, socket: Socket, state: SocketState, o
         sendReplayed();
         // What the room gathered so far this tick, this socket already has: send it to the others first.
         context.batches.flush(room);
+      }
+      if (ended) {
+        context.metrics.subscriptions(-1);
+        return;
       }
       join(socket, state, room, context.metrics, false);
       context.rooms.joined(socket.id, room, lastSeq);
@@ -397,7 +472,9 @@ function leave(context: FollowContext, socket: Socket, state: SocketState, subsc
     metrics.subscriptions(-1);
   };
   if ('jobId' in subscription) {
-    state.generations.set(subscription.jobId, (state.generations.get(subscription.jobId) ?? 0) + 1);
+    // A subscribe request of this job still under way is superseded.
+    const request = state.requests.get(subscription.jobId);
+    if (request) request.latest = ++state.tickets;
     quit(`batch:${subscription.jobId}`);
     if (stopReplay(socket, state, subscription.jobId)) metrics.subscriptions(-1);
     quit(`job:${subscription.jobId}`);

@@ -74,6 +74,8 @@ export const errors = {
     new AppError('JOBLINE_UNSUPPORTED_MEDIA_TYPE', 415, `Content-Type '${contentType}' is not supported; send application/json.`),
   routeNotFound: (method: string, url: string) =>
     new AppError('JOBLINE_ROUTE_NOT_FOUND', 404, `No route ${method} ${url}.`),
+  tooManySubscriptions: (limit: number) =>
+    new AppError('JOBLINE_TOO_MANY_SUBSCRIPTIONS', 429, `A connection may hold at most ${limit} subscriptions; unsubscribe from some first.`),
   rateLimited: (retryAfterSeconds: number, message = 'Too many requests; slow down.') =>
     new AppError('JOBLINE_RATE_LIMITED', 429, message, { headers: { 'retry-after': String(retryAfterSeconds) } }),
 

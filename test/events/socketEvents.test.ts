@@ -6,7 +6,7 @@ import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
 import type { JobEvent } from '../../src/engine/types.js';
 import { JobEventHub } from '../../src/events/hub.js';
 import { LiveSessions } from '../../src/events/sessions.js';
-import { attachSocketEvents } from '../../src/events/socketEvents.js';
+import { attachSocketEvents, MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/events/socketEvents.js';
 import type { Principal } from '../../src/services/authService.js';
 import type { JobService } from '../../src/services/jobService.js';
 import { ResumableBus } from '../helpers/bus.js';
@@ -14,8 +14,8 @@ import { ResumableBus } from '../helpers/bus.js';
 const JOB_ID = '0a3e9a52-6c1e-4f7e-9d54-2f1b0c8e7d11';
 const admin: Principal = { userId: 'u1', email: 'admin@example.com', role: 'admin', via: 'token', scopes: null, apiKeyId: null, expiresAt: null };
 
-function event(seq: number): JobEvent {
-  return { type: 'job.delta', jobId: JOB_ID, seq, at: Date.now(), data: { text: String(seq) }, queue: 'default', ownerId: admin.userId };
+function event(seq: number, type: JobEvent['type'] = 'job.delta'): JobEvent {
+  return { type, jobId: JOB_ID, seq, at: Date.now(), data: { text: String(seq) }, queue: 'default', ownerId: admin.userId };
 }
 
 interface Harness {
@@ -24,7 +24,9 @@ interface Harness {
   stored: JobEvent[];
   releaseReads(): void;
   /** Stores an event; publishes it too unless the bus is to lose it. */
-  commit(seq: number, options?: { publish?: boolean }): void;
+  commit(seq: number, options?: { publish?: boolean; type?: JobEvent['type'] }): void;
+  /** The subscriptions gauge as the socket layer reports it. */
+  subscriptions(): number;
   close(): Promise<void>;
 }
 
@@ -52,7 +54,9 @@ async function start(options: { gated?: boolean } = {}): Promise<Harness> {
     visibleJob: async () => ({ state: 'active', progress: null, result: null, error: null, lastSeq: stored.length }),
   } as unknown as JobService;
   const sessions = new LiveSessions(bus, async () => undefined);
-  const detach = attachSocketEvents({ io, hub, sessions, jobs, metrics: { connected: () => undefined, subscriptions: () => undefined, sent: () => undefined } });
+  let subscriptions = 0;
+  const metrics = { connected: () => undefined, subscriptions: (delta: number) => (subscriptions += delta), sent: () => undefined };
+  const detach = attachSocketEvents({ io, hub, sessions, jobs, metrics });
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const { port } = http.address() as AddressInfo;
   return {
@@ -60,10 +64,11 @@ async function start(options: { gated?: boolean } = {}): Promise<Harness> {
     bus,
     stored,
     releaseReads,
-    commit: (seq, { publish = true } = {}) => {
-      stored.push(event(seq));
-      if (publish) bus.publishJobEvents([event(seq)]);
+    commit: (seq, { publish = true, type } = {}) => {
+      stored.push(event(seq, type));
+      if (publish) bus.publishJobEvents([event(seq, type)]);
     },
+    subscriptions: () => subscriptions,
     close: async () => {
       detach();
       sessions.close();
@@ -77,6 +82,7 @@ async function open(url: string): Promise<{ socket: ClientSocket; seqs: number[]
   const socket = connect(url, { transports: ['websocket'], reconnection: false, forceNew: true });
   const seqs: number[] = [];
   socket.on('job.delta', (received: { seq: number }) => seqs.push(received.seq));
+  socket.on('job.completed', (received: { seq: number }) => seqs.push(received.seq));
   socket.on('job.events', (batch: { seq: number }[]) => seqs.push(...batch.map((received) => received.seq)));
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());
@@ -192,6 +198,52 @@ describe('socket subscriptions that overlap', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(plain.seqs).toEqual(sequence(6));
     expect(batched.seqs).toEqual(sequence(6));
+  });
+
+  it('a job subscription ends after the job\'s final event, live or replayed, batched or not', async () => {
+    const server = await start();
+    cleanups.push(server.close);
+    for (let seq = 1; seq <= 3; seq += 1) server.commit(seq);
+    const plain = await open(server.url);
+    const batched = await open(server.url);
+    cleanups.push(() => void plain.socket.close(), () => void batched.socket.close());
+    await subscribed(plain.socket, 0);
+    await subscribed(batched.socket, 0, true);
+    await until(() => plain.seqs.length === 3 && batched.seqs.length === 3, 'the replays');
+    expect(server.subscriptions()).toBe(2);
+    server.commit(4, { type: 'job.completed' });
+    await until(() => plain.seqs.includes(4) && batched.seqs.includes(4), 'the final event');
+    await until(() => server.subscriptions() === 0, 'the subscriptions to end');
+    // Events after the end (a manual retry, say) need a new subscription.
+    server.commit(5);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(plain.seqs).toEqual(sequence(4));
+    expect(batched.seqs).toEqual(sequence(4));
+
+    // Replayed to its final event: the subscription ends after the replay.
+    const late = await open(server.url);
+    cleanups.push(() => void late.socket.close());
+    await subscribed(late.socket, 3);
+    await until(() => late.seqs.includes(4), 'the replayed final event');
+    expect(late.seqs).toEqual([4, 5]);
+    await until(() => server.subscriptions() === 1, 'the replay of a job that went on after its end to stay subscribed');
+  });
+
+  it('refuses a subscription past the per-connection limit, counting requests still under way', async () => {
+    const server = await start();
+    cleanups.push(server.close);
+    const { socket } = await open(server.url);
+    cleanups.push(() => void socket.close());
+    const answers = (await Promise.all(
+      Array.from({ length: MAX_SUBSCRIPTIONS_PER_SOCKET + 5 }, (_, index) => socket.timeout(10_000).emitWithAck('subscribe', { queue: `q${index}` })),
+    )) as { ok: boolean; error?: { code: string } }[];
+    expect(answers.filter((answer) => answer.ok)).toHaveLength(MAX_SUBSCRIPTIONS_PER_SOCKET);
+    expect(answers.at(-1)).toMatchObject({ ok: false, error: { code: 'JOBLINE_TOO_MANY_SUBSCRIPTIONS' } });
+    // Subscribing again to what it holds is no new subscription.
+    expect(await socket.timeout(5000).emitWithAck('subscribe', { queue: 'q0' })).toEqual({ ok: true });
+    expect(await socket.timeout(5000).emitWithAck('subscribe', { jobId: JOB_ID })).toMatchObject({ ok: false, error: { code: 'JOBLINE_TOO_MANY_SUBSCRIPTIONS' } });
+    expect(await socket.timeout(5000).emitWithAck('unsubscribe', { queue: 'q0' })).toEqual({ ok: true });
+    expect(await socket.timeout(5000).emitWithAck('subscribe', { jobId: JOB_ID })).toMatchObject({ ok: true });
   });
 });
 
