@@ -15,6 +15,23 @@ function store(events: JobEvent[]) {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 
+/**
+ * A store whose first read takes its snapshot at once but answers only when released, so live
+ * events pile up meanwhile; later reads answer at once.
+ */
+function gatedStore(stored: JobEvent[]) {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let reads = 0;
+  const load = async (jobId: string, afterSeq: number, limit: number) => {
+    reads += 1;
+    const snapshot = await store([...stored])(jobId, afterSeq, limit);
+    if (reads === 1) await gate;
+    return snapshot;
+  };
+  return { load, release: () => release(), reads: () => reads };
+}
+
 describe('the job event hub', () => {
   it('replays stored events, then live ones, without duplicates when both overlap', async () => {
     const bus = new LocalEventBus();
@@ -74,29 +91,21 @@ describe('the job event hub, catching up', () => {
   it('reports catching up only after repairing a gap found while draining the replay buffer', async () => {
     const bus = new LocalEventBus();
     const stored = [1, 2, 3, 4, 5].map((seq) => event(seq));
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let calls = 0;
-    // The first read waits, so live events pile up in the buffer meanwhile.
-    const hub = new JobEventHub(bus, async (jobId, afterSeq, limit) => {
-      calls += 1;
-      // What the store held when the read began: the first read sees 1 to 5 only.
-      const snapshot = await store([...stored])(jobId, afterSeq, limit);
-      if (calls === 1) await gate;
-      return snapshot;
-    });
+    // The first read sees 1 to 5 only, and waits, so live events pile up in the buffer meanwhile.
+    const gated = gatedStore(stored);
+    const hub = new JobEventHub(bus, gated.load);
     const seen: number[] = [];
     let caughtUpAt = -1;
     hub.follow({ jobId: 'j1', fromSeq: 0, deliver: (e) => seen.push(e.seq), caughtUp: (seq) => (caughtUpAt = seq) });
     // 6 is committed but its message is late; 7 arrives while the replay is still reading.
     stored.push(event(6), event(7));
     bus.publishJobEvents([event(7)]);
-    release();
+    gated.release();
     await settle();
     expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(caughtUpAt).toBe(7);
     // The gap (6) was read from storage by a second read.
-    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(gated.reads()).toBeGreaterThanOrEqual(2);
   });
 });
 
@@ -123,15 +132,8 @@ describe('the job event hub, after the bus lost events', () => {
   it('a resume in the middle of the first replay reads again after it, and reports catching up once, after both', async () => {
     const bus = new ResumableBus();
     const stored = [event(1), event(2)];
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let calls = 0;
-    const hub = new JobEventHub(bus, async (jobId, afterSeq, limit) => {
-      calls += 1;
-      const snapshot = await store([...stored])(jobId, afterSeq, limit);
-      if (calls === 1) await gate;
-      return snapshot;
-    });
+    const gated = gatedStore(stored);
+    const hub = new JobEventHub(bus, gated.load);
     const seen: number[] = [];
     const caughtUp: number[] = [];
     hub.follow({ jobId: 'j1', fromSeq: 0, deliver: (e) => seen.push(e.seq), caughtUp: (seq) => caughtUp.push(seq) });
@@ -140,7 +142,7 @@ describe('the job event hub, after the bus lost events', () => {
     bus.resume();
     bus.publishJobEvents([event(4)]);
     stored.push(event(4));
-    release();
+    gated.release();
     await settle();
     expect(seen).toEqual([1, 2, 3, 4]);
     expect(caughtUp).toEqual([4]);
@@ -197,26 +199,19 @@ describe('the job event hub, with slow consumers', () => {
   it('holds at most so many live events while it replays, reading the rest from storage again', async () => {
     const bus = new LocalEventBus();
     const stored = [event(1)];
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let reads = 0;
-    const hub = new JobEventHub(bus, async (jobId, afterSeq, limit) => {
-      reads += 1;
-      // What the store held when the read began: the first read sees only 1.
-      const snapshot = await store([...stored])(jobId, afterSeq, limit);
-      if (reads === 1) await gate;
-      return snapshot;
-    });
+    // The first read sees only 1.
+    const gated = gatedStore(stored);
+    const hub = new JobEventHub(bus, gated.load);
     const seen: number[] = [];
     hub.follow({ jobId: 'j1', fromSeq: 0, deliver: (e) => seen.push(e.seq) });
     for (let seq = 2; seq <= 25_001; seq += 1) {
       stored.push(event(seq));
       bus.publishJobEvents([event(seq)]);
     }
-    release();
+    gated.release();
     await settle();
     expect(seen).toEqual(stored.map((e) => e.seq));
     // 25,000 live events arrived during the first read: the ones dropped from the buffer were read again.
-    expect(reads).toBeGreaterThanOrEqual(2);
+    expect(gated.reads()).toBeGreaterThanOrEqual(2);
   });
 });

@@ -105,6 +105,17 @@ describe('socket subscriptions that overlap', () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
   });
 
+  /** Two sockets following the job from its start, one batched, once they have replayed its `stored` events. */
+  async function followers(url: string, stored: number): Promise<{ plain: Awaited<ReturnType<typeof open>>; batched: Awaited<ReturnType<typeof open>> }> {
+    const plain = await open(url);
+    const batched = await open(url);
+    cleanups.push(() => void plain.socket.close(), () => void batched.socket.close());
+    await subscribed(plain.socket, 0);
+    await subscribed(batched.socket, 0, true);
+    await until(() => plain.seqs.length === stored && batched.seqs.length === stored, 'the replays');
+    return { plain, batched };
+  }
+
   it('a socket in the all room that replays a job gets each of its events once, in order', async () => {
     const server = await start({ gated: true });
     cleanups.push(server.close);
@@ -164,12 +175,7 @@ describe('socket subscriptions that overlap', () => {
     const server = await start();
     cleanups.push(server.close);
     for (let seq = 1; seq <= 5; seq += 1) server.commit(seq);
-    const plain = await open(server.url);
-    const batched = await open(server.url);
-    cleanups.push(() => void plain.socket.close(), () => void batched.socket.close());
-    await subscribed(plain.socket, 0);
-    await subscribed(batched.socket, 0, true);
-    await until(() => plain.seqs.length === 5 && batched.seqs.length === 5, 'the replays');
+    const { plain, batched } = await followers(server.url, 5);
     server.commit(6, { publish: false });
     server.commit(7);
     server.commit(8);
@@ -183,12 +189,7 @@ describe('socket subscriptions that overlap', () => {
     const server = await start();
     cleanups.push(server.close);
     for (let seq = 1; seq <= 3; seq += 1) server.commit(seq);
-    const plain = await open(server.url);
-    const batched = await open(server.url);
-    cleanups.push(() => void plain.socket.close(), () => void batched.socket.close());
-    await subscribed(plain.socket, 0);
-    await subscribed(batched.socket, 0, true);
-    await until(() => plain.seqs.length === 3 && batched.seqs.length === 3, 'the replays');
+    const { plain, batched } = await followers(server.url, 3);
     server.commit(4, { publish: false });
     server.commit(5, { publish: false });
     server.bus.resume();
@@ -204,12 +205,7 @@ describe('socket subscriptions that overlap', () => {
     const server = await start();
     cleanups.push(server.close);
     for (let seq = 1; seq <= 3; seq += 1) server.commit(seq);
-    const plain = await open(server.url);
-    const batched = await open(server.url);
-    cleanups.push(() => void plain.socket.close(), () => void batched.socket.close());
-    await subscribed(plain.socket, 0);
-    await subscribed(batched.socket, 0, true);
-    await until(() => plain.seqs.length === 3 && batched.seqs.length === 3, 'the replays');
+    const { plain, batched } = await followers(server.url, 3);
     expect(server.subscriptions()).toBe(2);
     server.commit(4, { type: 'job.completed' });
     await until(() => plain.seqs.includes(4) && batched.seqs.includes(4), 'the final event');
