@@ -3,7 +3,7 @@ import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
 import type { Server as SocketServer } from 'socket.io';
 import type { Logger } from 'pino';
-import { buildApp } from './config/app.js';
+import { buildApp } from './http/app.js';
 import { createDatabase, migrateToLatest, type DatabaseHandle } from './config/database.js';
 import { ConfigError, type Config } from './config/env.js';
 import { createMetrics, type Metrics } from './config/metrics.js';

@@ -24,7 +24,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
     '/admin/queues',
     {
       preValidation: adminOnly,
-      schema: { tags: ['admin'], summary: 'Every queue with its job counts', security: bearerSecurity, response: { 200: z.array(queueSchema) } },
+      schema: { operationId: 'listQueues', tags: ['admin'], summary: 'Every queue with its job counts', security: bearerSecurity, response: { 200: z.array(queueSchema) } },
     },
     async () => queues.list(),
   );
@@ -35,6 +35,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
       {
         preValidation: adminOnly,
         schema: {
+          operationId: action === 'pause' ? 'pauseQueue' : 'resumeQueue',
           tags: ['admin'],
           summary:
             action === 'pause'
@@ -53,7 +54,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
     '/admin/queues/:name/retry-failed',
     {
       preValidation: adminOnly,
-      schema: {
+      schema: { operationId: 'retryFailedJobs',
         tags: ['admin'],
         summary: 'Put every failed job of a queue back in it (the dead-letter queue, replayed)',
         security: bearerSecurity,
@@ -68,7 +69,7 @@ export async function adminRoutes(app: FastifyInstance, options: { services: Ser
     '/admin/queues/:name/jobs',
     {
       preValidation: adminOnly,
-      schema: {
+      schema: { operationId: 'cleanQueue',
         tags: ['admin'],
         summary: 'Delete a queue’s finished jobs in one state, optionally only those finished before `olderThan`',
         security: bearerSecurity,

@@ -26,7 +26,7 @@ export async function apiKeyRoutes(app: FastifyInstance, options: { services: Se
     '/api-keys',
     {
       preValidation: guards.user('account:write'),
-      schema: {
+      schema: { operationId: 'createApiKey',
         tags: ['api keys'],
         summary: 'Create an API key (the key is shown only in this response)',
         security: bearerSecurity,
@@ -45,7 +45,7 @@ export async function apiKeyRoutes(app: FastifyInstance, options: { services: Se
     '/api-keys',
     {
       preValidation: guards.user('account:read'),
-      schema: {
+      schema: { operationId: 'listApiKeys',
         tags: ['api keys'],
         summary: 'Your API keys that are not revoked',
         security: bearerSecurity,
@@ -59,7 +59,7 @@ export async function apiKeyRoutes(app: FastifyInstance, options: { services: Se
     '/api-keys/:id',
     {
       preValidation: guards.user('account:write'),
-      schema: { tags: ['api keys'], summary: 'Revoke an API key', security: bearerSecurity, params: idParamsSchema },
+      schema: { operationId: 'revokeApiKey', tags: ['api keys'], summary: 'Revoke an API key', security: bearerSecurity, params: idParamsSchema },
     },
     async (request, reply) => {
       await apiKeys.revoke(principalOf(request).userId, request.params.id);

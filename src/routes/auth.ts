@@ -17,7 +17,7 @@ export async function authRoutes(app: FastifyInstance, options: { services: Serv
   routes.post(
     '/auth/login',
     {
-      schema: {
+      schema: { operationId: 'login', security: [],
         tags: ['accounts'],
         summary: 'Log in with email and password',
         description: 'Wrong password and unknown email answer alike (401). Repeated failures answer 429 with Retry-After.',
@@ -31,7 +31,7 @@ export async function authRoutes(app: FastifyInstance, options: { services: Serv
   routes.post(
     '/auth/refresh',
     {
-      schema: {
+      schema: { operationId: 'refreshSession', security: [],
         tags: ['accounts'],
         summary: 'Exchange a refresh token for new tokens',
         description: 'The refresh token is single-use; presenting it again revokes every token of that login.',
@@ -44,7 +44,7 @@ export async function authRoutes(app: FastifyInstance, options: { services: Serv
 
   routes.post(
     '/auth/logout',
-    { schema: { tags: ['accounts'], summary: 'End the login of a refresh token', body: refreshSchema } },
+    { schema: { operationId: 'logout', security: [], tags: ['accounts'], summary: 'End the login of a refresh token', body: refreshSchema } },
     async (request, reply) => {
       await auth.logout(request.body.refreshToken);
       return reply.code(204).send();
@@ -54,7 +54,7 @@ export async function authRoutes(app: FastifyInstance, options: { services: Serv
   routes.post(
     '/auth/register',
     {
-      schema: {
+      schema: { operationId: 'register', security: [],
         tags: ['accounts'],
         summary: 'Create an account (only with JOBLINE_OPEN_REGISTRATION=true)',
         body: z.object({ email: emailSchema, password: newPasswordSchema }),
@@ -67,7 +67,7 @@ export async function authRoutes(app: FastifyInstance, options: { services: Serv
   routes.post(
     '/auth/password/forgot',
     {
-      schema: {
+      schema: { operationId: 'requestPasswordReset', security: [],
         tags: ['accounts'],
         summary: 'Mail a password reset token',
         description: 'Always 202, whether or not the email belongs to an account.',
@@ -84,7 +84,7 @@ export async function authRoutes(app: FastifyInstance, options: { services: Serv
   routes.post(
     '/auth/password/reset',
     {
-      schema: {
+      schema: { operationId: 'resetPassword', security: [],
         tags: ['accounts'],
         summary: 'Set a new password with a reset token (works once, within 30 minutes)',
         body: z.object({ token: z.string().min(1).max(512), password: newPasswordSchema }),

@@ -61,10 +61,15 @@ export const jobFieldsSchema = z
   })
   .strict();
 
-export const jobInputSchema = jobFieldsSchema.refine((job) => job.delay === undefined || job.runAt === undefined, {
-  message: 'send delay or runAt, not both',
-  path: ['runAt'],
-});
+export const jobInputSchema = jobFieldsSchema
+  .refine((job) => job.delay === undefined || job.runAt === undefined, {
+    message: 'send delay or runAt, not both',
+    path: ['runAt'],
+  })
+  .meta({
+    id: 'JobSubmission',
+    examples: [{ type: 'greet', payload: { name: 'Ada' }, queue: 'default', attempts: 5, backoff: { type: 'exponential', delay: 1000 }, tags: ['demo'] }],
+  });
 
 export const jobSchema = z
   .object({
@@ -92,11 +97,43 @@ export const jobSchema = z
     idempotencyKey: z.string().nullable(),
     singletonKey: z.string().nullable(),
   })
-  .meta({ id: 'Job' });
+  .meta({
+    id: 'Job',
+    examples: [
+      {
+        id: '0195d3c4-5b6a-7c8d-9e0f-123456789abc',
+        type: 'greet',
+        queue: 'default',
+        state: 'completed',
+        priority: 0,
+        payload: { name: 'Ada' },
+        result: { greeting: 'Hello, Ada!' },
+        error: null,
+        progress: 100,
+        attemptsMade: 1,
+        maxAttempts: 5,
+        tags: ['demo'],
+        createdAt: '2026-12-04T09:00:00.000Z',
+        runAt: '2026-12-04T09:00:00.000Z',
+        startedAt: '2026-12-04T09:00:00.012Z',
+        finishedAt: '2026-12-04T09:00:00.140Z',
+        ownerId: '0195d3c4-0000-7000-8000-000000000001',
+        scheduleId: null,
+        backoff: { type: 'exponential', delay: 1000 },
+        timeout: null,
+        expiresAt: null,
+        idempotencyKey: null,
+        singletonKey: null,
+      },
+    ],
+  });
 
 export const eventSchema = z
   .object({ type: z.string(), jobId: z.string(), seq: z.number(), at: z.string(), data: z.record(z.string(), z.unknown()) })
-  .meta({ id: 'JobEvent' });
+  .meta({
+    id: 'JobEvent',
+    examples: [{ type: 'job.progress', jobId: '0195d3c4-5b6a-7c8d-9e0f-123456789abc', seq: 3, at: '2026-12-04T09:00:00.050Z', data: { progress: 50 } }],
+  });
 
 const stateListSchema = z
   .string()
@@ -126,7 +163,7 @@ export async function jobRoutes(
     '/jobs',
     {
       preValidation: guards.user('jobs:write'),
-      schema: {
+      schema: { operationId: 'submitJob',
         tags: ['jobs'],
         summary: 'Submit a job',
         description:
@@ -151,7 +188,7 @@ export async function jobRoutes(
     {
       preValidation: guards.user('jobs:write'),
       bodyLimit: BULK_BODY_LIMIT,
-      schema: {
+      schema: { operationId: 'submitJobs',
         tags: ['jobs'],
         summary: `Submit up to ${BULK_MAX} jobs, all or nothing`,
         security: bearerSecurity,
@@ -166,7 +203,7 @@ export async function jobRoutes(
     '/jobs',
     {
       preValidation: guards.user('jobs:read'),
-      schema: {
+      schema: { operationId: 'listJobs',
         tags: ['jobs'],
         summary: 'List jobs, newest first (yours; every job for an admin)',
         security: bearerSecurity,
@@ -181,7 +218,7 @@ export async function jobRoutes(
     '/jobs/:id',
     {
       preValidation: guards.user('jobs:read'),
-      schema: { tags: ['jobs'], summary: 'One job', security: bearerSecurity, params: idParamsSchema, response: { 200: jobSchema } },
+      schema: { operationId: 'getJob', tags: ['jobs'], summary: 'One job', security: bearerSecurity, params: idParamsSchema, response: { 200: jobSchema } },
     },
     async (request) => jobs.get(principalOf(request), request.params.id),
   );
@@ -196,7 +233,7 @@ export async function jobRoutes(
     '/jobs/:id/events',
     {
       preValidation: guards.user('jobs:read'),
-      schema: {
+      schema: { operationId: 'listJobEvents',
         tags: ['jobs'],
         summary: 'A job’s events after `fromSeq`, in order; with Accept: text/event-stream, a live stream',
         description:
@@ -296,7 +333,7 @@ export async function jobRoutes(
     '/jobs/:id/result',
     {
       preValidation: guards.user('jobs:read'),
-      schema: {
+      schema: { operationId: 'getJobResult',
         tags: ['jobs'],
         summary: 'The job once it has finished, waiting up to `wait` seconds (≤ 60); the job as it is otherwise',
         security: bearerSecurity,
@@ -324,6 +361,7 @@ export async function jobRoutes(
       {
         preValidation: guards.user('jobs:write'),
         schema: {
+          operationId: action === 'cancel' ? 'cancelJob' : 'retryJob',
           tags: ['jobs'],
           summary:
             action === 'cancel'
@@ -342,7 +380,7 @@ export async function jobRoutes(
     '/jobs/:id',
     {
       preValidation: guards.user('jobs:write'),
-      schema: { tags: ['jobs'], summary: 'Delete a finished job and its events', security: bearerSecurity, params: idParamsSchema },
+      schema: { operationId: 'deleteJob', tags: ['jobs'], summary: 'Delete a finished job and its events', security: bearerSecurity, params: idParamsSchema },
     },
     async (request, reply) => {
       await jobs.delete(principalOf(request), request.params.id);

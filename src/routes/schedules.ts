@@ -46,7 +46,7 @@ export async function scheduleRoutes(app: FastifyInstance, options: { services: 
     '/schedules',
     {
       preValidation: guards.user('schedules:write'),
-      schema: {
+      schema: { operationId: 'createSchedule',
         tags: ['schedules'],
         summary: 'Create a cron schedule',
         security: bearerSecurity,
@@ -61,7 +61,7 @@ export async function scheduleRoutes(app: FastifyInstance, options: { services: 
     '/schedules',
     {
       preValidation: guards.user('schedules:read'),
-      schema: {
+      schema: { operationId: 'listSchedules',
         tags: ['schedules'],
         summary: 'Your schedules (every schedule for an admin), newest first',
         security: bearerSecurity,
@@ -76,7 +76,7 @@ export async function scheduleRoutes(app: FastifyInstance, options: { services: 
     '/schedules/:id',
     {
       preValidation: guards.user('schedules:read'),
-      schema: { tags: ['schedules'], summary: 'One schedule', security: bearerSecurity, params: idParamsSchema, response: { 200: scheduleSchema } },
+      schema: { operationId: 'getSchedule', tags: ['schedules'], summary: 'One schedule', security: bearerSecurity, params: idParamsSchema, response: { 200: scheduleSchema } },
     },
     async (request) => schedules.get(principalOf(request), request.params.id),
   );
@@ -85,7 +85,7 @@ export async function scheduleRoutes(app: FastifyInstance, options: { services: 
     '/schedules/:id',
     {
       preValidation: guards.user('schedules:write'),
-      schema: {
+      schema: { operationId: 'updateSchedule',
         tags: ['schedules'],
         summary: 'Change a schedule (a new cron, zone or enabling plans from now)',
         security: bearerSecurity,
@@ -101,7 +101,7 @@ export async function scheduleRoutes(app: FastifyInstance, options: { services: 
     '/schedules/:id',
     {
       preValidation: guards.user('schedules:write'),
-      schema: { tags: ['schedules'], summary: 'Delete a schedule (its jobs stay)', security: bearerSecurity, params: idParamsSchema },
+      schema: { operationId: 'deleteSchedule', tags: ['schedules'], summary: 'Delete a schedule (its jobs stay)', security: bearerSecurity, params: idParamsSchema },
     },
     async (request, reply) => {
       await schedules.delete(principalOf(request), request.params.id);
@@ -113,7 +113,7 @@ export async function scheduleRoutes(app: FastifyInstance, options: { services: 
     '/schedules/:id/trigger',
     {
       preValidation: guards.user('schedules:write'),
-      schema: {
+      schema: { operationId: 'triggerSchedule',
         tags: ['schedules'],
         summary: 'Run the schedule’s job now, outside its plan',
         security: bearerSecurity,

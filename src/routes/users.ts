@@ -24,7 +24,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/me',
     {
       preValidation: guards.user('account:read'),
-      schema: { tags: ['accounts'], summary: 'The calling user', security: bearerSecurity, response: { 200: userSchema } },
+      schema: { operationId: 'getMe', tags: ['accounts'], summary: 'The calling user', security: bearerSecurity, response: { 200: userSchema } },
     },
     async (request) => users.get(principalOf(request).userId),
   );
@@ -33,7 +33,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/me',
     {
       preValidation: guards.user('account:write'),
-      schema: {
+      schema: { operationId: 'updateMe',
         tags: ['accounts'],
         summary: 'Change your password (ends your other sessions)',
         security: bearerSecurity,
@@ -50,7 +50,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/users',
     {
       preValidation: adminOnly,
-      schema: {
+      schema: { operationId: 'listUsers',
         tags: ['users'],
         summary: 'List users, newest first (admin)',
         security: bearerSecurity,
@@ -65,7 +65,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/users',
     {
       preValidation: adminOnly,
-      schema: {
+      schema: { operationId: 'createUser',
         tags: ['users'],
         summary: 'Create a user (admin)',
         security: bearerSecurity,
@@ -80,7 +80,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/users/:id',
     {
       preValidation: adminOnly,
-      schema: { tags: ['users'], summary: 'One user (admin)', security: bearerSecurity, params: idParamsSchema, response: { 200: userSchema } },
+      schema: { operationId: 'getUser', tags: ['users'], summary: 'One user (admin)', security: bearerSecurity, params: idParamsSchema, response: { 200: userSchema } },
     },
     async (request) => users.get(request.params.id),
   );
@@ -89,7 +89,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/users/:id',
     {
       preValidation: adminOnly,
-      schema: {
+      schema: { operationId: 'updateUser',
         tags: ['users'],
         summary: 'Change a user’s email, password or role (admin)',
         description: 'A new password or role ends the user’s sessions. The last admin cannot be demoted.',
@@ -111,7 +111,7 @@ export async function userRoutes(app: FastifyInstance, options: { services: Serv
     '/users/:id',
     {
       preValidation: adminOnly,
-      schema: {
+      schema: { operationId: 'deleteUser',
         tags: ['users'],
         summary: 'Delete a user with their API keys and sessions (admin)',
         description: 'The last admin cannot be deleted.',

@@ -78,7 +78,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks',
     {
       preValidation: guards.user('webhooks:write'),
-      schema: {
+      schema: { operationId: 'createWebhook',
         ...base,
         summary: 'Create a webhook endpoint (its secret is shown in this answer)',
         body: z.strictObject({ url: urlSchema, events: eventsSchema, queue: queueSchema.optional(), description: descriptionSchema.optional() }),
@@ -92,7 +92,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks',
     {
       preValidation: guards.user('webhooks:read'),
-      schema: { ...base, summary: 'Your webhook endpoints (every one for an admin)', response: { 200: z.object({ items: z.array(endpointSchema) }) } },
+      schema: { operationId: 'listWebhooks', ...base, summary: 'Your webhook endpoints (every one for an admin)', response: { 200: z.object({ items: z.array(endpointSchema) }) } },
     },
     async (request) => ({ items: await webhooks.list(principalOf(request)) }),
   );
@@ -101,7 +101,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id',
     {
       preValidation: guards.user('webhooks:read'),
-      schema: { ...base, summary: 'One webhook endpoint', params: idParamsSchema, response: { 200: endpointSchema } },
+      schema: { operationId: 'getWebhook', ...base, summary: 'One webhook endpoint', params: idParamsSchema, response: { 200: endpointSchema } },
     },
     async (request) => webhooks.get(principalOf(request), request.params.id),
   );
@@ -110,7 +110,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id',
     {
       preValidation: guards.user('webhooks:write'),
-      schema: {
+      schema: { operationId: 'updateWebhook',
         ...base,
         summary: 'Change, enable or disable an endpoint, or rotate its secret',
         description:
@@ -135,7 +135,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id',
     {
       preValidation: guards.user('webhooks:write'),
-      schema: { ...base, summary: 'Delete an endpoint with its delivery log', params: idParamsSchema },
+      schema: { operationId: 'deleteWebhook', ...base, summary: 'Delete an endpoint with its delivery log', params: idParamsSchema },
     },
     async (request, reply) => {
       await webhooks.delete(principalOf(request), request.params.id);
@@ -147,7 +147,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id/test',
     {
       preValidation: guards.user('webhooks:write'),
-      schema: { ...base, summary: 'Send a `webhook.test` delivery now', params: idParamsSchema, response: { 202: deliverySchema } },
+      schema: { operationId: 'testWebhook', ...base, summary: 'Send a `webhook.test` delivery now', params: idParamsSchema, response: { 202: deliverySchema } },
     },
     async (request, reply) => reply.code(202).send(await webhooks.sendTest(principalOf(request), request.params.id)),
   );
@@ -156,7 +156,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id/deliveries',
     {
       preValidation: guards.user('webhooks:read'),
-      schema: {
+      schema: { operationId: 'listWebhookDeliveries',
         ...base,
         summary: 'The endpoint’s deliveries, newest first',
         params: idParamsSchema,
@@ -171,7 +171,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id/deliveries/:deliveryId',
     {
       preValidation: guards.user('webhooks:read'),
-      schema: {
+      schema: { operationId: 'getWebhookDelivery',
         ...base,
         summary: 'One delivery: its body and every attempt (status, duration, error, response excerpt)',
         params: deliveryParamsSchema,
@@ -185,7 +185,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { services: S
     '/webhooks/:id/deliveries/:deliveryId/redeliver',
     {
       preValidation: guards.user('webhooks:write'),
-      schema: {
+      schema: { operationId: 'redeliverWebhook',
         ...base,
         summary: 'Send a delivery again now (a new series of attempts, the same webhook-id and body)',
         params: deliveryParamsSchema,

@@ -1,9 +1,7 @@
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { createAuthGuards } from '../middleware/auth.js';
 import { frameworkErrorHandler, registerErrorHandling } from '../middleware/error.js';
@@ -13,8 +11,9 @@ import { v1Routes } from '../routes/index.js';
 import type { LiveSessions } from '../events/sessions.js';
 import type { Services } from '../services/index.js';
 import { newId } from '../utils/ids.js';
-import type { Config } from './env.js';
-import type { Metrics } from './metrics.js';
+import type { Config } from '../config/env.js';
+import type { Metrics } from '../config/metrics.js';
+import { registerApiDocs } from './openapi.js';
 
 export interface AppDependencies {
   config: Config;
@@ -79,7 +78,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(healthRoutes, { metrics: deps.metrics, readiness: deps.readiness });
 
   if (deps.serveApi) {
-    await registerApiDocs(app);
+    await registerApiDocs(app, { publicUrl: config.publicUrl });
     await app.register(v1Routes, {
       prefix: '/v1',
       services: deps.services,
@@ -89,27 +88,4 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     });
   }
   return app;
-}
-
-async function registerApiDocs(app: FastifyInstance): Promise<void> {
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'Jobline API',
-        version: '1',
-        description:
-          'Submit jobs, follow them live, receive signed webhooks, schedule with cron. Every error is ' +
-          'application/problem+json (RFC 9457) with a stable `code`.',
-      },
-      components: {
-        securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', description: 'An access token from /v1/auth/login, or an API key (jl_…).' },
-        },
-      },
-    },
-    transform: jsonSchemaTransform,
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true } });
-  app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
