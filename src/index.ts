@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { startServer } from './bootstrap.js';
+import { CLIENT_COMMANDS, runClientCli } from './cli/main.js';
 import { createDatabase, migrateToLatest } from './config/database.js';
-import { ConfigError, loadConfig } from './config/env.js';
+import { ConfigError, loadConfig, readClientEnv } from './config/env.js';
 import { UserService } from './services/userService.js';
 import { systemClock } from './utils/clock.js';
 import { AppError } from './utils/errors.js';
@@ -11,13 +12,35 @@ const USAGE = `Usage:
   jobline migrate                    apply pending database migrations and exit
   jobline user create --email E --password P [--role admin|user]
                                      create a user and exit
-Configuration comes from JOBLINE_* environment variables and an optional .env file (see .env.example).`;
+Configuration comes from JOBLINE_* environment variables and an optional .env file (see .env.example).
+
+Talking to a server (see docs/cli.md; jobline <command> --help for each):
+  jobline login --url URL (--api-key KEY | --email E [--password P])   store a profile; jobline logout
+  jobline jobs submit|list|get|follow|retry|cancel|delete                jobs
+  jobline queues [pause|resume NAME]                                     queue counts, pause and resume
+  jobline schedules list|create|pause|resume                             cron schedules
+  jobline webhooks list|deliveries|redeliver                             webhook endpoints and deliveries
+  jobline keys list|create|revoke                                        API keys
+  global: --url URL  --api-key KEY  --profile NAME  --json  --debug`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     console.log(USAGE);
     return command === undefined ? 1 : 0;
+  }
+  // Client commands need no server configuration: they talk to a server over HTTP.
+  if (CLIENT_COMMANDS.includes(command) || command.startsWith('-')) {
+    // `jobline jobs list | head` closes stdout early: stop quietly, as other tools do.
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(0);
+      throw error;
+    });
+    return runClientCli(argv, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }, readClientEnv());
+  }
+  if (command !== 'start' && command !== 'migrate' && command !== 'user') {
+    console.error(`jobline: unknown command '${command}'; run jobline --help`);
+    return 1;
   }
   const config = loadConfig();
   switch (command) {
@@ -37,7 +60,6 @@ async function main(argv: string[]): Promise<number> {
     case 'user':
       return userCommand(rest, config);
     default:
-      console.error(`Unknown command '${command}'.\n${USAGE}`);
       return 1;
   }
 }

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
@@ -228,4 +229,45 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** What the `jobline` client commands read from their environment (the server's Config is not involved). */
+export interface ClientEnv {
+  /** JOBLINE_URL: the server, overriding the profile's. */
+  readonly url: string | null;
+  /** JOBLINE_API_KEY: a key, overriding the profile's credentials. */
+  readonly apiKey: string | null;
+  /** JOBLINE_PROFILE: which stored profile to use; `default` when unset. */
+  readonly profile: string | null;
+  /** NO_COLOR (any non-empty value) turns colour off; FORCE_COLOR (not 0) turns it on off a terminal. */
+  readonly noColor: boolean;
+  readonly forceColor: boolean;
+  /** Where profiles live: %APPDATA%\jobline on Windows, else $XDG_CONFIG_HOME/jobline or ~/.config/jobline. */
+  readonly configDir: string;
+}
+
+export function readClientEnv(env: Record<string, string | undefined> = process.env, platform: NodeJS.Platform = process.platform): ClientEnv {
+  const set = (name: string): string | null => {
+    const value = env[name];
+    return value === undefined || value === '' ? null : value;
+  };
+  const forceColor = set('FORCE_COLOR');
+  return Object.freeze({
+    url: set('JOBLINE_URL'),
+    apiKey: set('JOBLINE_API_KEY'),
+    profile: set('JOBLINE_PROFILE'),
+    noColor: set('NO_COLOR') !== null,
+    forceColor: forceColor !== null && forceColor !== '0' && forceColor !== 'false',
+    configDir: clientConfigDir(set, platform),
+  });
+}
+
+function clientConfigDir(set: (name: string) => string | null, platform: NodeJS.Platform): string {
+  const join = platform === 'win32' ? path.win32.join : path.posix.join;
+  const appData = set('APPDATA');
+  if (platform === 'win32' && appData) return join(appData, 'jobline');
+  const xdg = set('XDG_CONFIG_HOME');
+  // The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
+  if (xdg && path.isAbsolute(xdg)) return join(xdg, 'jobline');
+  return join(set('HOME') ?? set('USERPROFILE') ?? homedir(), '.config', 'jobline');
 }

@@ -61,7 +61,7 @@ describe('jobline/client in a browser', () => {
       if (message.type() === 'error') consoleErrors.push(message.text());
     });
     await page.goto(`${baseUrl}/test/page`);
-    await page.waitForFunction("document.getElementById('out')?.textContent !== 'running'", undefined, { timeout: 20_000 });
+    await expect.poll(() => page.textContent('#out'), { timeout: 20_000 }).not.toBe('running');
     const outcome = JSON.parse((await page.textContent('#out'))!) as Record<string, unknown>;
     expect(outcome).toEqual({ created: true, idempotencyKey: expect.stringMatching(/^[0-9a-f-]{36}$/), chunks: 12, last: 'job.completed', errorCode: 'JOBLINE_JOB_NOT_FOUND' });
     // The 404 above is the only failed request the page made.
