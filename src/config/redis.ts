@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import type { ReadinessCheck } from '../routes/health.js';
+import type { ReadinessCheck } from '../utils/readiness.js';
 import { toError } from '../utils/errors.js';
 import type { Logger } from '../utils/logger.js';
 import { ConfigError, type Config } from './env.js';

@@ -1,4 +1,4 @@
-import type { Principal } from '../services/authService.js';
+import type { Principal } from '../access/principal.js';
 import { AppError } from '../utils/errors.js';
 import { atTime, type TimerHandle } from '../utils/timers.js';
 import type { ControlMessage, EventBus } from './index.js';

@@ -1,6 +1,7 @@
 import type { FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
-import type { AuthService, Principal } from '../services/authService.js';
-import { hasScope, type Scope } from '../services/scopes.js';
+import type { Principal } from '../access/principal.js';
+import { hasScope, type Scope } from '../access/scopes.js';
+import type { AuthService } from '../services/authService.js';
 import { errors } from '../utils/errors.js';
 
 declare module 'fastify' {

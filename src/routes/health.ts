@@ -3,12 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Metrics } from '../config/metrics.js';
 import { errors, toError } from '../utils/errors.js';
+import type { ReadinessCheck } from '../utils/readiness.js';
 
-/** A dependency the server needs to serve: the database now; Redis and the engine later. */
-export interface ReadinessCheck {
-  name: string;
-  check(): Promise<void>;
-}
 
 const READINESS_TIMEOUT_MS = 2000;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SCOPES } from '../services/scopes.js';
+import { SCOPES } from '../access/scopes.js';
 import { emailAddress } from '../utils/email.js';
 
 /** Schemas several routes share. Each validates requests, types handlers and documents the API. */

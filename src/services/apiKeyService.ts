@@ -6,7 +6,7 @@ import { toIso, toIsoOrNull } from '../utils/clock.js';
 import { sha256 } from '../utils/crypto.js';
 import { errors } from '../utils/errors.js';
 import { newId, randomToken } from '../utils/ids.js';
-import type { GrantedScope } from './scopes.js';
+import type { GrantedScope } from '../access/scopes.js';
 
 /** Every key starts with this, so a leaked key is easy to recognise (and to scan for). */
 export const API_KEY_PREFIX = 'jl_';

@@ -9,27 +9,14 @@ import { newId, randomToken } from '../utils/ids.js';
 import type { Mailer } from '../utils/mailer.js';
 import { looksLikeApiKey, type ApiKeyService } from './apiKeyService.js';
 import type { LoginThrottle } from './loginThrottle.js';
-import type { GrantedScope } from './scopes.js';
-import { normalizeEmail, toUser, type Role, type User, type UserService } from './userService.js';
+import type { Principal } from '../access/principal.js';
+import { normalizeEmail, toUser, type User, type UserService } from './userService.js';
 
 export const JWT_ALGORITHM = 'HS256';
 export const JWT_ISSUER = 'jobline';
 export const JWT_AUDIENCE = 'jobline-api';
 const RESET_TOKEN_TTL_MS = 30 * 60_000;
 const REFRESH_TOKEN_PREFIX = 'jlr_';
-
-/** Who is calling: a user through a login (every scope) or through one of their API keys. */
-export interface Principal {
-  userId: string;
-  email: string;
-  role: Role;
-  via: 'token' | 'apiKey';
-  /** null: every scope (a login); otherwise the API key's scopes. */
-  scopes: GrantedScope[] | null;
-  apiKeyId: string | null;
-  /** When the credentials stop working (epoch ms): a login's access token, an API key's expiry; null for a key that never expires. */
-  expiresAt: number | null;
-}
 
 export interface Session {
   accessToken: string;

@@ -1,11 +1,11 @@
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from '../engine/lifecycle.js';
 import { FINISHED_STATES } from '../engine/types.js';
 import { isFinalEvent, type Follower, type JobEventHub } from '../events/hub.js';
-import type { AddedJob, BackoffPolicy, Engine, Job, JobError, JobEvent, JobFilter, JobState, NewJob } from '../engine/types.js';
-import { toIso, toIsoOrNull } from '../utils/clock.js';
+import type { AddedJob, BackoffPolicy, Engine, Job, JobFilter, JobState, NewJob } from '../engine/types.js';
 import { AppError, errors } from '../utils/errors.js';
 import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
-import type { Principal } from './authService.js';
+import type { Principal } from '../access/principal.js';
+import { toPublicEvent, toPublicJob, type PublicEvent, type PublicJob } from '../wire/jobs.js';
 
 /** A job submission as a client sends it (validated for shape by the route schema). */
 export interface JobInput {
@@ -22,72 +22,6 @@ export interface JobInput {
   idempotencyKey?: string | undefined;
   singletonKey?: string | undefined;
   tags?: string[] | undefined;
-}
-
-export interface PublicJob {
-  id: string;
-  type: string;
-  queue: string;
-  state: JobState;
-  priority: number;
-  payload: unknown;
-  result: unknown;
-  error: JobError | null;
-  progress: unknown;
-  attemptsMade: number;
-  maxAttempts: number;
-  tags: string[];
-  createdAt: string;
-  runAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  ownerId: string;
-  scheduleId: string | null;
-  backoff: BackoffPolicy;
-  timeout: number | null;
-  expiresAt: string | null;
-  idempotencyKey: string | null;
-  singletonKey: string | null;
-}
-
-export interface PublicEvent {
-  type: string;
-  jobId: string;
-  seq: number;
-  at: string;
-  data: Record<string, unknown>;
-}
-
-export function toPublicJob(job: Job): PublicJob {
-  return {
-    id: job.id,
-    type: job.type,
-    queue: job.queue,
-    state: job.state,
-    priority: job.priority,
-    payload: job.payload,
-    result: job.result,
-    error: job.error,
-    progress: job.progress,
-    attemptsMade: job.attemptsMade,
-    maxAttempts: job.maxAttempts,
-    tags: job.tags,
-    createdAt: toIso(job.createdAt),
-    runAt: toIso(job.runAt),
-    startedAt: toIsoOrNull(job.startedAt),
-    finishedAt: toIsoOrNull(job.finishedAt),
-    ownerId: job.ownerId,
-    scheduleId: job.scheduleId,
-    backoff: job.backoff,
-    timeout: job.timeoutMs,
-    expiresAt: toIsoOrNull(job.expiresAt),
-    idempotencyKey: job.idempotencyKey,
-    singletonKey: job.singletonKey,
-  };
-}
-
-export function toPublicEvent(event: JobEvent): PublicEvent {
-  return { type: event.type, jobId: event.jobId, seq: event.seq, at: toIso(event.at), data: event.data };
 }
 
 export interface JobTypes {

@@ -7,8 +7,9 @@ import { toIso, toIsoOrNull } from '../utils/clock.js';
 import { errors } from '../utils/errors.js';
 import { newId } from '../utils/ids.js';
 import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
-import type { Principal } from './authService.js';
-import { toPublicJob, type JobInput, type JobService, type PublicJob } from './jobService.js';
+import type { Principal } from '../access/principal.js';
+import type { JobInput, JobService } from './jobService.js';
+import { toPublicJob, type PublicJob } from '../wire/jobs.js';
 
 export type JobTemplate = Omit<JobInput, 'delay' | 'runAt' | 'idempotencyKey'>;
 

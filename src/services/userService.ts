@@ -8,13 +8,14 @@ import { hashPassword, verifyPassword } from '../utils/crypto.js';
 import { errors } from '../utils/errors.js';
 import { newId } from '../utils/ids.js';
 import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
+import type { UserRole } from '../access/principal.js';
 
-export type Role = 'admin' | 'user';
+
 
 export interface User {
   id: string;
   email: string;
-  role: Role;
+  role: UserRole;
   createdAt: string;
 }
 
@@ -31,7 +32,7 @@ export function normalizeEmail(email: string): string {
 export interface UserUpdate {
   email?: string;
   password?: string;
-  role?: Role;
+  role?: UserRole;
 }
 
 /** Users and their passwords. Knows nothing of HTTP or tokens. */
@@ -43,7 +44,7 @@ export class UserService {
     private readonly notify: (message: ControlMessage) => void = () => undefined,
   ) {}
 
-  async create(input: { email: string; password: string; role: Role }): Promise<User> {
+  async create(input: { email: string; password: string; role: UserRole }): Promise<User> {
     const email = normalizeEmail(input.email);
     const passwordHash = await hashPassword(input.password);
     const now = this.clock.now();

@@ -6,7 +6,7 @@ import { newId } from '../utils/ids.js';
 import { decodeCursor, encodeCursor, type Page } from '../utils/pagination.js';
 import type { OutboundPolicy } from '../utils/ssrfGuard.js';
 import { newWebhookSecret } from '../utils/webhookSignature.js';
-import type { Principal } from './authService.js';
+import type { Principal } from '../access/principal.js';
 import {
   deliveryBody,
   newDeliveryRow,

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 import { rowToEvents, rowToJob, type JobEventRow } from '../engine/records.js';
 import type { Job, JobEvent } from '../engine/types.js';
-import { toPublicEvent, toPublicJob, type PublicJob } from '../services/jobService.js';
+import { toPublicEvent, toPublicJob, type PublicJob } from '../wire/jobs.js';
 import { deliveryBody, newDeliveryRow, wantsEvent, type DeliveryRow, type EndpointRow } from '../services/webhookRecords.js';
 import type { Clock } from '../utils/clock.js';
 import { toError } from '../utils/errors.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
-import type { PublicJob } from '../../src/services/jobService.js';
+import type { PublicJob } from '../../src/wire/jobs.js';
 import { createTestDatabase, postgresReachable } from '../helpers/postgres.js';
 import { callServer, loginTo, startServerProcess, type ServerProcess } from '../helpers/process.js';
 import { distributedEnv, redisServerAvailable, startPrivateRedis, testPrefix, type PrivateRedis } from '../helpers/redis.js';

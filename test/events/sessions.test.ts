@@ -3,7 +3,7 @@ import { LocalEventBus } from '../../src/events/index.js';
 import { errors } from '../../src/utils/errors.js';
 import { ResumableBus } from '../helpers/bus.js';
 import { LiveSessions } from '../../src/events/sessions.js';
-import type { Principal } from '../../src/services/authService.js';
+import type { Principal } from '../../src/access/principal.js';
 
 function principal(overrides: Partial<Principal> = {}): Principal {
   return { userId: 'u1', email: 'a@example.com', role: 'user', via: 'token', scopes: null, apiKeyId: null, expiresAt: null, ...overrides };

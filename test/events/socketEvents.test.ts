@@ -7,7 +7,7 @@ import type { JobEvent } from '../../src/engine/types.js';
 import { JobEventHub } from '../../src/events/hub.js';
 import { LiveSessions } from '../../src/events/sessions.js';
 import { attachSocketEvents, MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/events/socketEvents.js';
-import type { Principal } from '../../src/services/authService.js';
+import type { Principal } from '../../src/access/principal.js';
 import type { JobService } from '../../src/services/jobService.js';
 import { ResumableBus } from '../helpers/bus.js';
 

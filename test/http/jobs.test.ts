@@ -1,6 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PublicJob } from '../../src/services/jobService.js';
+import type { PublicJob } from '../../src/wire/jobs.js';
 import { Client, registerProbeHandlers, sleepMs } from '../conformance/harness.js';
 import { problemOf, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 

@@ -1,10 +1,10 @@
 import type { Redis } from 'ioredis';
-import { RedisEventBus } from '../events/redisBus.js';
-import type { ReadinessCheck } from '../routes/health.js';
-import { RedisCounterStore } from '../utils/redisCounterStore.js';
-import type { Logger } from '../utils/logger.js';
-import type { Config } from './env.js';
-import { checkRedisSettings, closeRedis, createRedisConnection, redisKeyPrefix, redisReadinessCheck } from './redis.js';
+import { RedisEventBus } from './events/redisBus.js';
+import type { ReadinessCheck } from './utils/readiness.js';
+import { RedisCounterStore } from './utils/redisCounterStore.js';
+import type { Logger } from './utils/logger.js';
+import type { Config } from './config/env.js';
+import { checkRedisSettings, closeRedis, createRedisConnection, redisKeyPrefix, redisReadinessCheck } from './config/redis.js';
 
 /**
  * What a distributed-mode process shares through Redis, apart from BullMQ's own connections:

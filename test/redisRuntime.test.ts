@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRedisRuntime, type RedisRuntime } from '../../src/config/redisRuntime.js';
-import type { JobEvent } from '../../src/engine/types.js';
-import { countKeys, deleteKeys, memoryLogger, REDIS_TEST_URL, redisReachable, testPrefix, waitUntil } from '../helpers/redis.js';
+import { createRedisRuntime, type RedisRuntime } from '../src/redisRuntime.js';
+import type { JobEvent } from '../src/engine/types.js';
+import { countKeys, deleteKeys, memoryLogger, REDIS_TEST_URL, redisReachable, testPrefix, waitUntil } from './helpers/redis.js';
 
 const reachable = await redisReachable();
 
