@@ -1,8 +1,9 @@
-import { createClient, type JoblineClient, type Session } from '../client/index.js';
+import { createClient, type JoblineClient, type Session, type StoredSession } from '../client/index.js';
 import type { ClientEnv } from '../config/env.js';
 import { CliError } from './errors.js';
 import { Output, type CliIo } from './output.js';
 import { DEFAULT_PROFILE, ProfileStore, type Profile } from './profile.js';
+import { withFileLock } from './sessionLock.js';
 
 /** The options every command takes (commander's program-level options). */
 export interface GlobalOptions {
@@ -59,7 +60,7 @@ export class CliContext {
   }
 
   /** A client for the server in use, with the credentials that apply to it. */
-  client(): JoblineClient {
+  async client(): Promise<JoblineClient> {
     const url = this.resolveUrl();
     const profile = this.profile();
     // A profile's secrets go only to the server they were made for, never to a --url elsewhere.
@@ -67,14 +68,33 @@ export class CliContext {
     const apiKey = this.globals.apiKey ?? this.env.apiKey ?? stored?.apiKey;
     if (apiKey !== undefined) return this.makeClient(url, { apiKey });
     if (stored?.session) {
-      return this.makeClient(url, { session: stored.session, onSession: (session) => this.keepSession(session) });
+      // Fresh for RENEW_MARGIN_MS at least; without expiresAt the client renews only on a 401 (a
+      // command outliving the token), never eagerly outside the lock.
+      const { expiresAt: _fresh, ...session } = await this.freshSession(url, stored.session);
+      return this.makeClient(url, { session, onSession: (renewed) => this.keepSession(renewed) });
     }
     throw new CliError(`not logged in to ${url}`, 'run jobline login, or set JOBLINE_API_KEY');
   }
 
-  makeClient(url: string, credentials: { apiKey?: string; session?: Profile['session']; onSession?: (session: Session) => void }): JoblineClient {
+  makeClient(url: string, credentials: { apiKey?: string; session?: StoredSession; onSession?: (session: Session) => void }): JoblineClient {
     this.url = url;
     return createClient({ baseUrl: url, userAgent: 'jobline-cli', ...credentials });
+  }
+
+  /**
+   * The stored session, renewed first when its access token is (about to be) expired. The
+   * renewal holds a lock: of several commands started together, one trades the refresh token
+   * and the others read the new one it stored, instead of showing the server a spent token.
+   */
+  private async freshSession(url: string, session: StoredSession): Promise<StoredSession> {
+    if (!expiresSoon(session)) return session;
+    return withFileLock(`${this.store.file}.lock`, async () => {
+      const current = this.profile()?.session ?? session;
+      if (!expiresSoon(current)) return current;
+      // Marked expired, so the client's first call renews it (and keepSession stores the result).
+      await this.makeClient(url, { session: { ...current, expiresAt: 0 }, onSession: (renewed) => this.keepSession(renewed) }).me();
+      return this.profile()?.session ?? current;
+    });
   }
 
   /** Stores a refreshed session: its refresh token replaces the spent one. */
@@ -83,7 +103,14 @@ export class CliContext {
   }
 }
 
-export function sessionToStore(session: Session): NonNullable<Profile['session']> {
+/** Renewed by the CLI before a command when less than this is left (more than the client's own margin). */
+const RENEW_MARGIN_MS = 45_000;
+
+function expiresSoon(session: StoredSession): boolean {
+  return session.expiresAt === undefined || session.expiresAt - Date.now() < RENEW_MARGIN_MS;
+}
+
+export function sessionToStore(session: Session): StoredSession {
   return { accessToken: session.accessToken, refreshToken: session.refreshToken, expiresAt: Date.now() + session.expiresIn * 1000 };
 }
 

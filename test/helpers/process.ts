@@ -3,22 +3,29 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
-/** Environment for a child: this process's, minus any JOBLINE_* that would leak into it. */
-export function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('JOBLINE_')));
+/** Environment for a child: this process's, minus any JOBLINE_* (and `unset`) that would leak into it. */
+export function childEnv(extra: Record<string, string>, unset: readonly string[] = []): NodeJS.ProcessEnv {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('JOBLINE_') && !unset.includes(name)));
   return { ...base, ...extra };
 }
 
-/** Runs `jobline <args>` (TypeScript sources through tsx) to completion. */
-export function runCli(args: string[], env: Record<string, string>, cwd = ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `jobline <args>` (TypeScript sources through tsx) to completion; `input` is written to its stdin. */
+export function runCli(args: string[], env: Record<string, string>, cwd = ROOT, options: { input?: string; unset?: readonly string[] } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/index.ts'), ...args], { cwd, env: childEnv(env) });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/index.ts'), ...args], { cwd, env: childEnv(env, options.unset) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
   });
 }
 

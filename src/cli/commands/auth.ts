@@ -25,7 +25,8 @@ export function registerAuth(program: Command, ctx: CliContext): void {
     .command('whoami')
     .description('show the user the credentials in use belong to')
     .action(async () => {
-      const user = await ctx.client().me();
+      const client = await ctx.client();
+      const user = await client.me();
       ctx.output.record(
         [
           ['email', user.email],

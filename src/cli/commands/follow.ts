@@ -44,7 +44,7 @@ function sinkFor(ctx: CliContext): EventSink {
  * final event. In --json mode each event is one JSON line on stdout.
  */
 export async function followJob(ctx: CliContext, id: string, fromSeq: number): Promise<void> {
-  const client = ctx.client();
+  const client = await ctx.client();
   const json = ctx.globals.json === true;
   const sink = json ? null : sinkFor(ctx);
   let outcome: string | null = null;

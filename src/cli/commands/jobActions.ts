@@ -43,7 +43,7 @@ async function act(ctx: CliContext, action: Action, ids: string[], options: Acti
   const byFilter = Object.keys(query).length > 0;
   if (byFilter && ids.length > 0) throw new CliError(`give job IDs or a filter, not both`, `see jobline jobs ${action} --help`);
   if (!byFilter && ids.length === 0) throw new CliError(`jobs ${action} needs job IDs or a filter (--state, --queue, --type, --tag)`, `see jobline jobs ${action} --help`);
-  const client = ctx.client();
+  const client = await ctx.client();
   const targets = byFilter ? await matching(ctx, client, action, query, options.yes === true) : ids;
   if (targets.length === 0) return;
   const results = await inParallel(targets, (id) => actOn(ctx, client, action, id));

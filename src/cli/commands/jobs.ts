@@ -54,7 +54,8 @@ export function registerJobs(program: Command, ctx: CliContext): void {
     .description('show one job')
     .argument('<id>')
     .action(async (id: string) => {
-      const job = await ctx.client().jobs.get(id);
+      const client = await ctx.client();
+      const job = await client.jobs.get(id);
       showJob(ctx.output, job);
     });
 
@@ -78,7 +79,7 @@ async function submit(ctx: CliContext, type: string, options: SubmitOptions): Pr
     ...(options.attempts !== undefined ? { attempts: options.attempts } : {}),
     ...(options.tag !== undefined ? { tags: options.tag } : {}),
   };
-  const client = ctx.client();
+  const client = await ctx.client();
   const output = ctx.output;
   const { job, created, deduplicatedBy } = await client.jobs.submit(submission, options.idempotencyKey ? { idempotencyKey: options.idempotencyKey } : {});
   output.line(
@@ -97,7 +98,8 @@ async function submit(ctx: CliContext, type: string, options: SubmitOptions): Pr
 
 async function list(ctx: CliContext, options: ListOptions): Promise<void> {
   const max = options.all ? Infinity : options.limit;
-  const paged = ctx.client().jobs.list({ ...filterQuery(options), limit: Math.min(PAGE_MAX, max) });
+  const client = await ctx.client();
+  const paged = client.jobs.list({ ...filterQuery(options), limit: Math.min(PAGE_MAX, max) });
   const jobs: Job[] = [];
   let more = false;
   for await (const job of paged) {

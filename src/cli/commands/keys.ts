@@ -19,7 +19,8 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .command('list', { isDefault: true })
     .description('list API keys (never the keys themselves)')
     .action(async () => {
-      const list = await ctx.client().apiKeys.list();
+      const client = await ctx.client();
+      const list = await client.apiKeys.list();
       ctx.output.table(
         ['ID', 'NAME', 'PREFIX', 'SCOPES', 'EXPIRES', 'LAST USED'],
         list.map((key) => [key.id, key.name, key.prefix, key.scopes.join(','), when(key.expiresAt), when(key.lastUsedAt)]),
@@ -36,7 +37,8 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .option('--expires-at <time>', 'an ISO 8601 time after which the key stops working')
     .action(async (name: string, options: CreateOptions) => {
       const scopes = options.scope?.map((scope) => scopeOf(scope));
-      const created = await ctx.client().apiKeys.create({
+      const client = await ctx.client();
+      const created = await client.apiKeys.create({
         name,
         ...(scopes ? { scopes } : {}),
         ...(options.expiresAt ? { expiresAt: options.expiresAt } : {}),
@@ -52,7 +54,7 @@ export function registerKeys(program: Command, ctx: CliContext): void {
     .description('revoke API keys: they stop working at once')
     .argument('<ids...>')
     .action(async (ids: string[]) => {
-      const client = ctx.client();
+      const client = await ctx.client();
       for (const id of ids) {
         await client.apiKeys.revoke(id);
         ctx.output.line(`revoked key ${id}`);

@@ -9,7 +9,8 @@ export function registerQueues(program: Command, ctx: CliContext): void {
     .command('list', { isDefault: true })
     .description('a table of every queue and its job counts')
     .action(async () => {
-      const list = await ctx.client().queues.list();
+      const client = await ctx.client();
+      const list = await client.queues.list();
       const output = ctx.output;
       output.table(
         ['QUEUE', 'STATUS', 'QUEUED', 'SCHEDULED', 'ACTIVE', 'COMPLETED', 'FAILED', 'CANCELLED'],
@@ -32,13 +33,19 @@ export function registerQueues(program: Command, ctx: CliContext): void {
     .command('pause')
     .description('stop handing out jobs from a queue (running jobs finish)')
     .argument('<name>')
-    .action(async (name: string) => said(ctx, await ctx.client().queues.pause(name)));
+    .action(async (name: string) => {
+      const client = await ctx.client();
+      said(ctx, await client.queues.pause(name));
+    });
 
   queues
     .command('resume')
     .description('hand out jobs from a paused queue again')
     .argument('<name>')
-    .action(async (name: string) => said(ctx, await ctx.client().queues.resume(name)));
+    .action(async (name: string) => {
+      const client = await ctx.client();
+      said(ctx, await client.queues.resume(name));
+    });
 }
 
 function said(ctx: CliContext, queue: Queue): void {

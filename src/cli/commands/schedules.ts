@@ -26,7 +26,8 @@ export function registerSchedules(program: Command, ctx: CliContext): void {
     .command('list', { isDefault: true })
     .description('list schedules and when each runs next')
     .action(async () => {
-      const list = await ctx.client().schedules.list().toArray();
+      const client = await ctx.client();
+      const list = await client.schedules.list().toArray();
       const output = ctx.output;
       output.table(
         ['ID', 'NAME', 'CRON', 'TIMEZONE', 'JOB TYPE', 'STATUS', 'NEXT RUN', 'LAST RUN'],
@@ -60,19 +61,29 @@ export function registerSchedules(program: Command, ctx: CliContext): void {
     .option('--overlap <mode>', 'allow, or skip: no new job while the last one is queued or running')
     .option('--catch-up <mode>', 'none, or once: one job for runs missed while the scheduler was down')
     .option('--disabled', 'create it paused')
-    .action(async (name: string, options: CreateOptions) => said(ctx, 'created', await ctx.client().schedules.create(await newSchedule(ctx, name, options))));
+    .action(async (name: string, options: CreateOptions) => {
+      const schedule = await newSchedule(ctx, name, options);
+      const client = await ctx.client();
+      said(ctx, 'created', await client.schedules.create(schedule));
+    });
 
   schedules
     .command('pause')
     .description('stop a schedule from submitting jobs')
     .argument('<id>')
-    .action(async (id: string) => said(ctx, 'paused', await ctx.client().schedules.pause(id)));
+    .action(async (id: string) => {
+      const client = await ctx.client();
+      said(ctx, 'paused', await client.schedules.pause(id));
+    });
 
   schedules
     .command('resume')
     .description('let a paused schedule submit jobs again')
     .argument('<id>')
-    .action(async (id: string) => said(ctx, 'resumed', await ctx.client().schedules.resume(id)));
+    .action(async (id: string) => {
+      const client = await ctx.client();
+      said(ctx, 'resumed', await client.schedules.resume(id));
+    });
 }
 
 async function newSchedule(ctx: CliContext, name: string, options: CreateOptions): Promise<NewSchedule> {

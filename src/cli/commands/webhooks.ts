@@ -14,7 +14,8 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
     .command('list', { isDefault: true })
     .description('list webhook endpoints')
     .action(async () => {
-      const list = await ctx.client().webhooks.list();
+      const client = await ctx.client();
+      const list = await client.webhooks.list();
       const output = ctx.output;
       output.table(
         ['ID', 'URL', 'EVENTS', 'QUEUE', 'STATUS'],
@@ -39,7 +40,8 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
     .action(async (endpoint: string, options: { status?: string; limit: number }) => {
       const status = options.status === undefined ? undefined : STATUSES.find((known) => known === options.status);
       if (options.status !== undefined && !status) throw new CliError(`--status must be ${STATUSES.join(', ')}, not '${options.status}'`);
-      const list = await ctx.client().webhooks.deliveries(endpoint, status ? { status } : {}).toArray(options.limit);
+      const client = await ctx.client();
+      const list = await client.webhooks.deliveries(endpoint, status ? { status } : {}).toArray(options.limit);
       const output = ctx.output;
       output.table(
         ['ID', 'EVENT', 'JOB', 'STATUS', 'HTTP', 'TRIES', 'CREATED', 'NEXT TRY'],
@@ -64,7 +66,8 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
     .argument('<endpoint>', 'the endpoint ID')
     .argument('<delivery>', 'the delivery ID')
     .action(async (endpoint: string, deliveryId: string) => {
-      const delivery: WebhookDelivery = await ctx.client().webhooks.redeliver(endpoint, deliveryId);
+      const client = await ctx.client();
+      const delivery: WebhookDelivery = await client.webhooks.redeliver(endpoint, deliveryId);
       const output = ctx.output;
       output.line(`delivery ${delivery.id} queued again (${output.state(delivery.status)})`);
       if (output.json) output.writeJson(delivery);
