@@ -1,9 +1,10 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { callServer, loginTo, runCli, startServerProcess, type CliRun, type ServerProcess } from '../helpers/process.js';
+import { callServer, childEnv, loginTo, ROOT, runCli, startServerProcess, type CliRun, type ServerProcess } from '../helpers/process.js';
 
 /**
  * One real server per test file, and the real `jobline` command run against it as a subprocess,
@@ -12,7 +13,10 @@ import { callServer, loginTo, runCli, startServerProcess, type CliRun, type Serv
 
 export const ADMIN = { email: 'cli-admin@example.com', password: 'cli-admin-password-1' };
 
-/** Test handlers: `echo` streams "hello world\n", reports progress and returns its payload (or fails when asked); `hold` runs until cancelled. */
+/**
+ * Test handlers: `echo` streams "hello world\n", reports progress and returns its payload (or
+ * fails when asked); `drip` streams five lines over a second; `hold` runs until cancelled.
+ */
 const HANDLERS: Record<string, string> = {
   'echo.mjs': `export default {
     type: 'echo',
@@ -23,6 +27,17 @@ const HANDLERS: Record<string, string> = {
       if (ctx.payload && ctx.payload.fail) throw new Error('asked to fail');
       ctx.progress(100);
       return { echoed: ctx.payload ?? null };
+    },
+  };\n`,
+  'drip.mjs': `export default {
+    type: 'drip',
+    async run(ctx) {
+      for (let line = 1; line <= 5; line++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        ctx.delta(\`line \${line}\\n\`);
+        ctx.progress(line * 20);
+      }
+      return 'dripped';
     },
   };\n`,
   'hold.mjs': `export default {
@@ -89,6 +104,27 @@ export function jobline(args: string[], env: { configHome: string } & Record<str
   const { configHome, ...rest } = env;
   const unset = ['FORCE_COLOR', 'NO_COLOR', 'XDG_CONFIG_HOME', 'APPDATA'];
   return runCli(args, { XDG_CONFIG_HOME: configHome, HOME: configHome, ...rest }, undefined, { unset, ...(input === undefined ? {} : { input }) });
+}
+
+/** Whether util-linux `script` is here to give a command a real terminal. */
+export const HAS_SCRIPT = spawnSync('script', ['--version']).status === 0;
+
+/** Runs `jobline` on a real pseudo-terminal (stdout and stderr both the terminal), through `script`. */
+export function joblineOnTerminal(args: string[], env: { configHome: string } & Record<string, string>): Promise<CliRun> {
+  const { configHome, ...rest } = env;
+  const command = [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/index.ts'), ...args].map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(' ');
+  return runScript(['-qefc', command, '/dev/null'], { XDG_CONFIG_HOME: configHome, HOME: configHome, ...rest });
+}
+
+function runScript(args: string[], env: Record<string, string>): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', args, { cwd: ROOT, env: childEnv(env, ['FORCE_COLOR', 'NO_COLOR', 'XDG_CONFIG_HOME', 'APPDATA']) });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr: '' }));
+    child.stdin.end();
+  });
 }
 
 /** The stored profiles of a config folder. */

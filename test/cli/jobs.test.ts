@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callServer } from '../helpers/process.js';
-import { CLI_TEST_TIMEOUT_MS, expectOneLineError, jobline, startHarness, type Harness } from './harness.js';
+import { CLI_TEST_TIMEOUT_MS, expectOneLineError, HAS_SCRIPT, jobline, joblineOnTerminal, startHarness, type Harness } from './harness.js';
 
 interface JobJson {
   id: string;
@@ -88,6 +88,26 @@ describe('jobline jobs, queues, schedules and webhooks', () => {
     // --from-seq skips what was seen.
     const later = await run('jobs', 'follow', done.id, '--from-seq', '3');
     expect(later.stdout).toBe('world\n');
+  }, CLI_TEST_TIMEOUT_MS);
+
+  it('jobs follow on a job that has not run yet streams its output live, then exits 0', async () => {
+    // The delay outlasts the follower's start, so it sees the job run rather than a replay.
+    const job = await submitted('drip', '--delay', '6s');
+    const followed = await run('jobs', 'follow', job.id);
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stdout).toBe('line 1\nline 2\nline 3\nline 4\nline 5\n');
+  }, CLI_TEST_TIMEOUT_MS);
+
+  it.skipIf(!HAS_SCRIPT)('on a terminal, jobs follow draws a progress bar that steps aside for the output', async () => {
+    const job = await submitted('drip', '--delay', '6s');
+    const shown = await joblineOnTerminal(['jobs', 'follow', job.id], env);
+    expect(shown.code, shown.stdout).toBe(0);
+    // Each output line is written on a cleared line, never into the bar.
+    for (const line of [1, 2, 3, 4, 5]) expect(shown.stdout).toContain(`\u001b[2Kline ${line}`);
+    expect(shown.stdout).toContain('\u2588'.repeat(30));
+    expect(shown.stdout).toContain('100% | completed');
+    // Colour, since stdout is a terminal.
+    expect(shown.stdout).toContain(`job ${job.id} \u001b[32mcompleted`);
   }, CLI_TEST_TIMEOUT_MS);
 
   it('jobs list and get: a table for people, JSON for scripts', async () => {
