@@ -22,7 +22,8 @@ export class ProgressView {
         format: '{bar} {percentage}% | {label}',
         clearOnComplete: true,
         hideCursor: false,
-        gracefulExit: true,
+        // followJob handles Ctrl-C itself (cli-progress's handler would keep the process alive).
+        gracefulExit: false,
         barsize: 30,
       },
       cliProgress.Presets.shades_classic,

@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callServer } from '../helpers/process.js';
+import { callServer, childEnv, ROOT } from '../helpers/process.js';
 import { CLI_TEST_TIMEOUT_MS, expectOneLineError, HAS_SCRIPT, jobline, joblineOnTerminal, startHarness, type Harness } from './harness.js';
 
 interface JobJson {
@@ -32,10 +33,11 @@ describe('jobline jobs, queues, schedules and webhooks', () => {
   it('jobs submit --wait exits with the outcome: 0 completed, 1 failed, 2 cancelled', async () => {
     const payloadFile = path.join(harness.root, 'payload.json');
     writeFileSync(payloadFile, '{"from":"a file"}');
-    const [completed, failed, fromFile] = await Promise.all([
+    const [completed, failed, fromFile, fromStdin] = await Promise.all([
       run('jobs', 'submit', 'echo', '--payload', '{"n":1}', '--wait'),
       run('jobs', 'submit', 'echo', '--payload', '{"fail":true}', '--attempts', '1', '--wait'),
       run('jobs', 'submit', 'echo', '--payload', `@${payloadFile}`, '--wait', '--json'),
+      jobline(['jobs', 'submit', 'echo', '--payload', '@-', '--wait', '--json'], env, '{"from":"stdin"}'),
     ]);
     expect(completed.code, completed.stderr).toBe(0);
     expect(completed.stdout).toMatch(/^submitted job \S+ \(echo on default, queued\)\n/);
@@ -47,6 +49,7 @@ describe('jobline jobs, queues, schedules and webhooks', () => {
 
     expect(fromFile.code, fromFile.stderr).toBe(0);
     expect(JSON.parse(fromFile.stdout)).toMatchObject({ state: 'completed', result: { echoed: { from: 'a file' } } });
+    expect(JSON.parse(fromStdin.stdout)).toMatchObject({ state: 'completed', result: { echoed: { from: 'stdin' } } });
 
     // A job cancelled while the CLI waits on it.
     const waiting = run('jobs', 'submit', 'hold', '--tag', 'to-cancel', '--wait', '--json');
@@ -108,6 +111,30 @@ describe('jobline jobs, queues, schedules and webhooks', () => {
     expect(shown.stdout).toContain('100% | completed');
     // Colour, since stdout is a terminal.
     expect(shown.stdout).toContain(`job ${job.id} \u001b[32mcompleted`);
+  }, CLI_TEST_TIMEOUT_MS);
+
+  it('Ctrl-C stops jobs follow with 130 and leaves the job running', async () => {
+    const job = await submitted('hold', '--tag', 'interrupted');
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/index.ts'), 'jobs', 'follow', job.id, '--json'], {
+      cwd: ROOT,
+      env: childEnv({ XDG_CONFIG_HOME: env.configHome, JOBLINE_URL: env.JOBLINE_URL, JOBLINE_API_KEY: env.JOBLINE_API_KEY }),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // Interrupt once the follower shows the job running: it is following by then.
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (stdout.includes('"job.active"')) resolve();
+      }),
+    );
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain(`stopped following job ${job.id}; it goes on`);
+    expect(JSON.parse((await run('jobs', 'get', job.id, '--json')).stdout)).toMatchObject({ state: 'active' });
+    expect((await run('jobs', 'cancel', job.id)).code).toBe(0);
   }, CLI_TEST_TIMEOUT_MS);
 
   it('jobs list and get: a table for people, JSON for scripts', async () => {

@@ -6,6 +6,8 @@ import { ProgressView } from '../progress.js';
 export const OUTCOME_EXIT: Record<string, number> = { completed: 0, failed: 1, cancelled: 2 };
 /** `--wait --timeout` ran out with the job still unfinished. */
 export const STILL_RUNNING_EXIT = 3;
+/** What shells report for a command ended by SIGINT. */
+const INTERRUPTED_EXIT = 130;
 
 const FINAL: Record<string, string> = { 'job.completed': 'completed', 'job.failed': 'failed', 'job.cancelled': 'cancelled' };
 
@@ -49,15 +51,25 @@ export async function followJob(ctx: CliContext, id: string, fromSeq: number): P
   const sink = json ? null : sinkFor(ctx);
   let outcome: string | null = null;
   let failure: unknown = null;
+  // Ctrl-C stops following (the bar is cleared first); the job itself goes on.
+  const interrupted = new AbortController();
+  const onInterrupt = () => interrupted.abort();
+  process.once('SIGINT', onInterrupt);
   try {
-    for await (const event of client.jobs.follow(id, { fromSeq })) {
+    for await (const event of client.jobs.follow(id, { fromSeq, signal: interrupted.signal })) {
       if (json) ctx.io.stdout.write(`${JSON.stringify(event)}\n`);
       else if (sink) show(sink, event);
       outcome = FINAL[event.type] ?? outcome;
       if (event.type === 'job.failed') failure = event.data['error'];
     }
   } finally {
+    process.off('SIGINT', onInterrupt);
     sink?.stop();
+  }
+  if (interrupted.signal.aborted) {
+    ctx.exitCode = INTERRUPTED_EXIT;
+    ctx.io.stderr.write(`stopped following job ${id}; it goes on (jobline jobs cancel ${id} stops it)\n`);
+    return;
   }
   // The stream ended without a final event (the job was deleted): ask the job itself.
   const job = outcome === null ? await client.jobs.get(id) : null;
