@@ -17,12 +17,13 @@ export const CLIENT_COMMANDS: readonly string[] = ['login', 'logout', 'whoami', 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('jobline')
     .description('talk to a Jobline server: jobs, queues, schedules, webhooks, API keys')
-    .option('--url <url>', 'the server (default: the profile\'s, JOBLINE_URL, or http://localhost:3000)')
+    .option('--url <url>', "the server (or JOBLINE_URL; default: the profile's, else http://localhost:3000)")
     .option('--api-key <key>', 'authenticate with this API key (or JOBLINE_API_KEY)')
     .option('--profile <name>', 'the stored profile to use (or JOBLINE_PROFILE; default "default")')
     .option('--json', 'machine-readable JSON on stdout')
     .option('--debug', 'show stack traces')
     .helpCommand(false)
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({

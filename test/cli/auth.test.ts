@@ -31,6 +31,13 @@ describe('jobline login, profiles and keys', () => {
     // JOBLINE_API_KEY wins over the profile's key.
     expectOneLineError(await jobline(['whoami'], { configHome, JOBLINE_API_KEY: 'jl_not-a-real-key' }), 'run jobline login');
 
+    // A second profile beside the first, picked with --profile or JOBLINE_PROFILE.
+    const staging = await jobline(['login', '--profile', 'staging', '--url', harness.server.baseUrl, '--api-key', key], { configHome });
+    expect(staging.code, staging.stderr).toBe(0);
+    expect(Object.keys(readProfiles(configHome)).sort()).toEqual(['default', 'staging']);
+    expect((await jobline(['whoami'], { configHome, JOBLINE_PROFILE: 'staging' })).stdout).toContain(ADMIN.email);
+    expectOneLineError(await jobline(['whoami', '--profile', 'nobody'], { configHome }), 'not logged in to http://localhost:3000');
+
     const logout = await jobline(['logout'], { configHome });
     expect(logout.code, logout.stderr).toBe(0);
     expect(readProfiles(configHome)['default']).toBeUndefined();
