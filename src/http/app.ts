@@ -9,7 +9,7 @@ import { registerRateLimit, type RateLimitStore } from '../middleware/rateLimit.
 import { healthRoutes } from '../routes/health.js';
 import type { ReadinessCheck } from '../utils/readiness.js';
 import { v1Routes } from '../routes/index.js';
-import type { LiveSessions } from '../events/sessions.js';
+import type { LiveSessions } from '../realtime/sessions.js';
 import type { Services } from '../services/index.js';
 import { newId } from '../utils/ids.js';
 import type { Config } from '../config/env.js';

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { RealtimeMetrics } from '../config/metrics.js';
-import type { LiveSessions } from '../events/sessions.js';
+import type { LiveSessions } from '../realtime/sessions.js';
 import type { AuthGuards } from '../middleware/auth.js';
 import type { Services } from '../services/index.js';
 import { adminRoutes } from './admin.js';

@@ -3,9 +3,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RealtimeMetrics } from '../config/metrics.js';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../engine/lifecycle.js';
-import { FINISHED_STATES, JOB_STATES } from '../engine/types.js';
+import { JOB_STATES } from '../engine/types.js';
 import { principalOf, type AuthGuards } from '../middleware/auth.js';
-import type { LiveSessions } from '../events/sessions.js';
+import type { LiveSessions } from '../realtime/sessions.js';
+import { streamJobEvents } from '../realtime/sse.js';
 import type { Services } from '../services/index.js';
 import { bearerSecurity, idParamsSchema } from './schemas.js';
 
@@ -13,26 +14,6 @@ const DAY_MS = 86_400_000;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$/;
 const BULK_MAX = 1000;
 const BULK_BODY_LIMIT = 64 * 1024 * 1024;
-const SSE_PING_MS = 15_000;
-/** Replay waits for a client whose stream holds more than this unsent. */
-const SSE_REPLAY_HIGH_WATER_BYTES = 256 * 1024;
-/** A client this far behind on live events is dropped (it reconnects and replays). */
-const SSE_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
-
-/** Resolves when the stream has sent what it held, or has closed. */
-function drained(stream: NodeJS.WritableStream & { destroyed: boolean }): Promise<void> {
-  if (stream.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-  });
-}
-
 const backoffSchema = z
   .object({
     type: z.enum(['fixed', 'exponential']),
@@ -260,71 +241,8 @@ export async function jobRoutes(
         return { items: await jobs.events(principal, id, request.query.fromSeq, request.query.limit) };
       }
       const lastEventId = request.headers['last-event-id'];
-      const job = await jobs.visibleJob(principal, id);
-      // A seq past the job's last event (a client's mistake) would wait for events that never come.
-      const fromSeq = Math.min(lastEventId === undefined ? request.query.fromSeq : Number(lastEventId), job.lastSeq);
-      // Nothing more will ever come: 204 tells an EventSource to stop reconnecting.
-      if (FINISHED_STATES.includes(job.state) && fromSeq >= job.lastSeq) return reply.code(204).send(null);
-      const raw = reply.hijack().raw;
-      raw.writeHead(200, {
-        // What the hooks set (CORS, security headers) would be lost with the hijack: carried over.
-        ...Object.fromEntries(Object.entries(reply.getHeaders()).filter(([, value]) => value !== undefined)),
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-        'x-request-id': String(request.id),
-      });
-      raw.write('retry: 2000\n\n');
-      options.realtime.subscriptions(1);
-      let open = true;
-      let follower: { close(): void } | null = null;
-      let release: () => void = () => undefined;
-      const ping = setInterval(() => raw.write(': ping\n\n'), SSE_PING_MS);
-      const end = () => {
-        if (!open) return;
-        open = false;
-        clearInterval(ping);
-        follower?.close();
-        streams.delete(end);
-        release();
-        options.realtime.subscriptions(-1);
-        raw.end();
-      };
-      // Credentials that stop working (expired, revoked, sessions ended) end the stream, saying why.
-      const credential = /^Bearer\s+(\S+)/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
-      release = options.sessions.add(principal, credential, (reason) => {
-        if (open) raw.write(`event: session.ended\ndata: ${JSON.stringify(reason)}\n\n`);
-        end();
-      });
-      streams.add(end);
-      raw.on('close', end);
-      // The client may have gone before the listener was attached: 'close' would never come.
-      if (raw.destroyed) end();
-      try {
-        follower = await jobs.follow(principal, id, fromSeq, {
-          event: (event) => {
-            if (!open) return;
-            raw.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-            options.realtime.sent(1, 'sse');
-            // A client that cannot keep up with live events is let go: it reconnects with
-            // Last-Event-ID and replays, paced, from what it actually received.
-            if (raw.writableLength > SSE_MAX_BUFFERED_BYTES) {
-              request.log.warn({ jobId: id, buffered: raw.writableLength }, 'event stream client too slow; closing its stream');
-              raw.destroy();
-            }
-          },
-          // Replay reads the next page only once the client has taken most of the last one.
-          ready: () => (raw.writableLength > SSE_REPLAY_HIGH_WATER_BYTES && open ? drained(raw) : undefined),
-          end,
-        });
-      } catch (error) {
-        request.log.error({ err: error }, 'event stream failed');
-        end();
-        return reply;
-      }
-      // The stream may have ended (client gone, job already finished) before follow() returned.
-      if (!open) follower.close();
+      const fromSeq = lastEventId === undefined ? request.query.fromSeq : Number(lastEventId);
+      await streamJobEvents({ request, reply, principal, jobId: id, fromSeq, jobs, metrics: options.realtime, sessions: options.sessions, streams });
       return reply;
     },
   );

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LocalEventBus } from '../../src/events/index.js';
 import { errors } from '../../src/utils/errors.js';
 import { ResumableBus } from '../helpers/bus.js';
-import { LiveSessions } from '../../src/events/sessions.js';
+import { LiveSessions } from '../../src/realtime/sessions.js';
 import type { Principal } from '../../src/access/principal.js';
 
 function principal(overrides: Partial<Principal> = {}): Principal {

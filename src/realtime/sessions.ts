@@ -1,7 +1,7 @@
 import type { Principal } from '../access/principal.js';
 import { AppError } from '../utils/errors.js';
 import { atTime, type TimerHandle } from '../utils/timers.js';
-import type { ControlMessage, EventBus } from './index.js';
+import type { ControlMessage, EventBus } from '../events/index.js';
 
 /** Why a live connection ends: told to the client before it closes. */
 export interface SessionEnd {
