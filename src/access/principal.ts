@@ -15,3 +15,8 @@ export interface Principal {
   /** When the credentials stop working (epoch ms): a login's access token, an API key's expiry; null for a key that never expires. */
   expiresAt: number | null;
 }
+
+/** Whoever turns an Authorization header into a Principal (the auth service); guards take only this. */
+export interface Authenticator {
+  authenticate(authorization: string | undefined): Promise<Principal>;
+}

@@ -1,7 +1,6 @@
 import type { FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
-import type { Principal } from '../access/principal.js';
+import type { Authenticator, Principal } from '../access/principal.js';
 import { hasScope, type Scope } from '../access/scopes.js';
-import type { AuthService } from '../services/authService.js';
 import { errors } from '../utils/errors.js';
 
 declare module 'fastify' {
@@ -18,7 +17,7 @@ export interface AuthGuards {
   admin(scope: Scope): preValidationAsyncHookHandler;
 }
 
-export function createAuthGuards(auth: AuthService): AuthGuards {
+export function createAuthGuards(auth: Authenticator): AuthGuards {
   const guard = (scope: Scope, adminOnly: boolean): preValidationAsyncHookHandler =>
     async function authenticate(request) {
       const principal = await auth.authenticate(request.headers.authorization);
