@@ -1,4 +1,5 @@
 import type SqliteDatabase from 'better-sqlite3';
+import type { JobUpdate } from '../changes.js';
 import type { JobRow } from '../records.js';
 
 /**
@@ -15,7 +16,7 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       values (@id, @queue, @type, @state, @priority, @payload, @result, @error, @progress, @attempts_made, @max_attempts,
         @crash_count, @backoff, @timeout_ms, @expires_at, @idempotency_key, @singleton_key, @tags, @owner_id, @schedule_id,
         @created_at, @run_at, @started_at, @finished_at, @lease_token, @lease_expires_at, @worker_id, @last_seq, @fire_at)`),
-    insertEvent: statement(`insert into job_events (job_id, seq, seq_end, type, at, data) values (?, ?, ?, ?, ?, ?)`),
+    insertEvent: statement(`insert into job_events (job_id, seq, seq_end, type, at, data) values (@job_id, @seq, @seq_end, @type, @at, @data)`),
     jobById: statement<JobRow>(`select * from jobs where id = ?`),
     jobByIdempotencyKey: statement<JobRow>(`select * from jobs where owner_id = ? and idempotency_key = ?`),
     jobByFireTime: statement<JobRow>(`select * from jobs where schedule_id = ? and fire_at = ?`),
@@ -28,24 +29,6 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       order by priority desc, id
       limit ?`),
     queuesWithWaitingJobs: statement<{ queue: string }>(`select distinct queue from jobs where state = 'queued'`),
-    markActive: statement(`
-      update jobs set state = 'active', attempts_made = attempts_made + 1, started_at = @now, lease_token = @token,
-        lease_expires_at = @lease_expires_at, worker_id = @worker_id, last_seq = @seq
-      where id = @id`),
-    markFinished: statement(`
-      update jobs set state = @state, result = @result, error = @error, finished_at = @now, lease_token = null,
-        lease_expires_at = null, last_seq = @seq
-      where id = @id`),
-    markScheduled: statement(`
-      update jobs set state = @state, run_at = @run_at, error = @error, lease_token = null, lease_expires_at = null,
-        started_at = null, attempts_made = @attempts_made, crash_count = @crash_count, last_seq = @seq
-      where id = @id`),
-    markRetried: statement(`
-      update jobs set state = 'queued', run_at = @now, error = null, result = null, progress = null, attempts_made = 0,
-        crash_count = 0, started_at = null, finished_at = null, expires_at = null, last_seq = @seq
-      where id = @id`),
-    setProgress: statement(`update jobs set progress = ?, last_seq = ? where id = ?`),
-    setLastSeq: statement(`update jobs set last_seq = ? where id = ?`),
     renewLease: statement(`update jobs set lease_expires_at = ? where id = ? and lease_token = ? and state = 'active'`),
     dueScheduled: statement<JobRow>(`select * from jobs where state = 'scheduled' and run_at <= ? order by run_at limit ?`),
     promote: statement(`update jobs set state = 'queued' where id = ? and state = 'scheduled'`),
@@ -68,6 +51,26 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       insert into queues (name, paused, updated_at) values (?, ?, ?)
       on conflict (name) do update set paused = excluded.paused, updated_at = excluded.updated_at`),
     pausedQueues: statement<{ name: string }>(`select name from queues where paused = 1`),
+    updateJob: updater(db),
+  };
+}
+
+/**
+ * Writes a plan's columns of one job row. A plan sets one of a handful of column sets, so one
+ * statement is prepared per set, the first time it is used.
+ */
+function updater(db: SqliteDatabase.Database): (id: string, set: JobUpdate) => void {
+  const prepared = new Map<string, SqliteDatabase.Statement>();
+  return (id, set) => {
+    const columns = Object.keys(set);
+    const key = columns.join(',');
+    let statement = prepared.get(key);
+    if (!statement) {
+      // Column names come from the plan's own keys (JobRow columns), never from a request.
+      statement = db.prepare(`update jobs set ${columns.map((column) => `${column} = @${column}`).join(', ')} where id = @id`);
+      prepared.set(key, statement);
+    }
+    statement.run({ ...set, id });
   };
 }
 
