@@ -13,22 +13,18 @@ import {
   planSubmissions,
   type Plan,
 } from '../changes.js';
-import { JobRecords, rowToJob, type JobRow } from '../records.js';
+import { EngineBase } from '../engineBase.js';
+import { rowToJob, type JobRow } from '../records.js';
 import { isSingletonRefusal, toAppError } from '../storageErrors.js';
 import type {
   AddedJob,
   AttemptFailure,
   Claim,
   Engine,
-  EngineListener,
   HandlerEvent,
   Job,
-  JobEvent,
-  JobFilter,
-  JobPage,
   NewJob,
   Outcome,
-  QueueInfo,
 } from '../types.js';
 import { Completions } from './completions.js';
 import { TicketDispatch } from './dispatch.js';
@@ -58,11 +54,10 @@ const EARLY_TOLERANCE_MS = 1000;
  * the row by the shared transitions (engine/changes.ts), so this engine behaves like the embedded
  * one. This file holds the port's methods; transactions, signals, liveness and sweeps have their own.
  */
-export class BullMqEngine implements Engine {
+export class BullMqEngine extends EngineBase implements Engine {
   readonly name = 'bullmq';
   readonly capabilities = { multiProcess: true, pushesAvailability: true };
   private readonly state: InstanceState;
-  private readonly records: JobRecords;
   private readonly dispatch: TicketDispatch;
   private readonly wakeups: Wakeups;
   private readonly signals: Signals;
@@ -74,8 +69,9 @@ export class BullMqEngine implements Engine {
   private stopping: Promise<void> | null = null;
 
   constructor(private readonly options: BullMqEngineOptions) {
-    const state = (this.state = new InstanceState(options));
-    this.records = new JobRecords(options.db);
+    const state = new InstanceState(options);
+    super(options.db, state.listeners);
+    this.state = state;
     this.dispatch = new TicketDispatch(options.redis.bull, options.prefix, options.logger);
     this.wakeups = new Wakeups(() => state.now(), (queue) => state.listeners.available(queue));
     this.signals = new Signals(state, this.wakeups);
@@ -119,10 +115,6 @@ export class BullMqEngine implements Engine {
     await Promise.all(Object.values(this.options.redis).map((client) => closeRedis(client)));
   }
 
-  subscribe(listener: EngineListener): () => void {
-    return this.state.listeners.subscribe(listener);
-  }
-
   /**
    * Adds jobs in one transaction, deduplicated by the shared policy against stored jobs and
    * each other. Fails with JOBLINE_NOT_READY while Redis is away (rather than accept a job that
@@ -144,18 +136,6 @@ export class BullMqEngine implements Engine {
         if (!isSingletonRefusal(error) || attempt >= 3) throw error;
       }
     }
-  }
-
-  getJob(id: string): Promise<Job | null> {
-    return this.records.get(id);
-  }
-
-  listJobs(filter: JobFilter, page: { limit: number; after?: { createdAt: number; id: string } }): Promise<JobPage> {
-    return this.records.list(filter, page);
-  }
-
-  listEvents(jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
-    return this.records.events(jobId, afterSeq, limit);
   }
 
   async cancelJob(id: string): Promise<Job> {
@@ -274,10 +254,6 @@ export class BullMqEngine implements Engine {
     await this.transactions.run(async (ctx) => {
       for (const claim of claims) await applyIfAny(ctx, planRelease(await lockRow(ctx, claim.jobId), claim.token, ctx.now));
     });
-  }
-
-  listQueues(): Promise<QueueInfo[]> {
-    return this.records.queues();
   }
 
   async queuesWithWaitingJobs(): Promise<string[]> {

@@ -2,7 +2,7 @@ import type { SelectQueryBuilder } from 'kysely';
 import type { Database } from '../../db/schema.js';
 import { toError } from '../../utils/errors.js';
 import { planExpire, planRecoverCrash } from '../changes.js';
-import { retentionCutoffs } from '../lifecycle.js';
+import { purgeFinished } from '../retention.js';
 import type { TicketDispatch } from './dispatch.js';
 import type { Liveness } from './liveness.js';
 import { DELETE_IF_EQUAL } from './scripts/deleteIfEqual.js';
@@ -15,7 +15,6 @@ import type { PgTransactions } from './transactions.js';
 type JobIdsQuery = SelectQueryBuilder<Database, 'jobs', { id: string }>;
 
 const RECONCILE_PAGE = 1000;
-const RETENTION_CHUNK = 100;
 const DEFAULT_RECONCILE_MS = 60_000;
 
 /**
@@ -188,15 +187,11 @@ export class Sweeper {
     return { last: rows.at(-1)!.id, enqueued: missing.length };
   }
 
-  /** Deletes finished jobs past retention in small chunks. */
-  private async purgeFinished(now: number): Promise<void> {
-    for (const [state, cutoff] of retentionCutoffs(now, this.state.options.retention)) {
-      for (;;) {
-        if (!this.state.running) return;
-        const deleted = await this.deleteFinished((query) => query.where('state', '=', state).where('finished_at', '<', cutoff), RETENTION_CHUNK);
-        if (deleted < RETENTION_CHUNK) break;
-      }
-    }
+  /** Deletes finished jobs past retention (see purgeFinished). */
+  private purgeFinished(now: number): Promise<void> {
+    return purgeFinished(now, this.state.options.retention, () => this.state.running, (state, finishedBefore, limit) =>
+      this.deleteFinished((query) => query.where('state', '=', state).where('finished_at', '<', finishedBefore), limit),
+    );
   }
 
   /** Deletes up to `limit` jobs matching `where` (with their events and tags) in one transaction; returns how many. */

@@ -21,24 +21,21 @@ import {
   planRelease,
   planSubmissions,
 } from '../changes.js';
-import { DEFAULT_MAX_CRASHES, retentionCutoffs } from '../lifecycle.js';
+import { DEFAULT_MAX_CRASHES } from '../lifecycle.js';
 import { Listeners } from '../listeners.js';
-import { JobRecords, rowToJob, type JobRow } from '../records.js';
+import { EngineBase } from '../engineBase.js';
+import { rowToJob, type JobRow } from '../records.js';
+import { purgeFinished } from '../retention.js';
 import { isSingletonRefusal, toAppError } from '../storageErrors.js';
 import type {
   AddedJob,
   AttemptFailure,
   Claim,
   Engine,
-  EngineListener,
   HandlerEvent,
   Job,
-  JobEvent,
-  JobFilter,
-  JobPage,
   NewJob,
   Outcome,
-  QueueInfo,
   RetentionPolicy,
 } from '../types.js';
 import { prepareStatements, type Statements } from './statements.js';
@@ -57,8 +54,6 @@ export interface EmbeddedEngineOptions {
 }
 
 const SWEEP_BATCH = 500;
-/** Retention deletes this many jobs per transaction, yielding between chunks. */
-const RETENTION_CHUNK = 100;
 const MAX_TIMER_MS = 3_600_000;
 
 /**
@@ -66,13 +61,11 @@ const MAX_TIMER_MS = 3_600_000;
  * synchronous transaction (state and event rows together); completions, failures and handler
  * events arriving in the same tick share one transaction.
  */
-export class EmbeddedEngine implements Engine {
+export class EmbeddedEngine extends EngineBase implements Engine {
   readonly name = 'embedded';
   readonly capabilities = { multiProcess: false, pushesAvailability: true };
   private readonly st: Statements;
-  private readonly records: JobRecords;
-  private readonly paused = new Set<string>();
-  private readonly listeners: Listeners;
+  private readonly paused: Set<string>;
   private readonly transactions: Transactions;
   private sweepTimer: NodeJS.Timeout | null = null;
   private dueTimer: { at: number; handle: NodeJS.Timeout } | null = null;
@@ -80,9 +73,10 @@ export class EmbeddedEngine implements Engine {
   private running = false;
 
   constructor(private readonly options: EmbeddedEngineOptions) {
+    const paused = new Set<string>();
+    super(options.db, new Listeners(options.logger, paused));
+    this.paused = paused;
     this.st = prepareStatements(options.sqlite);
-    this.records = new JobRecords(options.db);
-    this.listeners = new Listeners(options.logger, this.paused);
     const context = { now: () => options.clock.now(), maxCrashes: options.maxCrashes ?? DEFAULT_MAX_CRASHES };
     this.transactions = new Transactions(options.sqlite, this.st, context, (after) => this.announce(after));
   }
@@ -111,10 +105,6 @@ export class EmbeddedEngine implements Engine {
     this.transactions.flush();
   }
 
-  subscribe(listener: EngineListener): () => void {
-    return this.listeners.subscribe(listener);
-  }
-
   async addJobs(jobs: NewJob[]): Promise<AddedJob[]> {
     return this.transact((ctx) => {
       const candidates = jobs.filter(hasDedupKey).flatMap((job) => dedupCandidates(this.st, job));
@@ -123,18 +113,6 @@ export class EmbeddedEngine implements Engine {
         return { job: rowToJob(row), created: false, ...(deduplicatedBy ? { deduplicatedBy } : {}) };
       });
     });
-  }
-
-  getJob(id: string): Promise<Job | null> {
-    return this.records.get(id);
-  }
-
-  listJobs(filter: JobFilter, page: { limit: number; after?: { createdAt: number; id: string } }): Promise<JobPage> {
-    return this.records.list(filter, page);
-  }
-
-  listEvents(jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
-    return this.records.events(jobId, afterSeq, limit);
   }
 
   async cancelJob(id: string): Promise<Job> {
@@ -213,10 +191,6 @@ export class EmbeddedEngine implements Engine {
     this.transact((ctx) => {
       for (const claim of claims) applyIfAny(ctx, planRelease(this.st.jobById.get(claim.jobId), claim.token, ctx.now));
     });
-  }
-
-  listQueues(): Promise<QueueInfo[]> {
-    return this.records.queues();
   }
 
   async queuesWithWaitingJobs(): Promise<string[]> {
@@ -333,19 +307,14 @@ export class EmbeddedEngine implements Engine {
     }
   }
 
-  /** Deletes finished jobs past retention in small chunks, yielding between them so the engine never stalls. */
-  private async purgeFinished(now: number): Promise<void> {
-    for (const [state, cutoff] of retentionCutoffs(now, this.options.retention)) {
-      for (;;) {
-        if (!this.running) return;
-        const deleted = this.transact(() => {
-          const ids = this.st.finishedBefore.all(state, cutoff, RETENTION_CHUNK);
-          for (const { id } of ids) deleteJob(this.st, id);
-          return ids.length;
-        });
-        if (deleted < RETENTION_CHUNK) break;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
+  /** Deletes finished jobs past retention (see purgeFinished). */
+  private purgeFinished(now: number): Promise<void> {
+    return purgeFinished(now, this.options.retention, () => this.running, (state, finishedBefore, limit) =>
+      this.transact(() => {
+        const ids = this.st.finishedBefore.all(state, finishedBefore, limit);
+        for (const { id } of ids) deleteJob(this.st, id);
+        return ids.length;
+      }),
+    );
   }
 }
