@@ -138,12 +138,19 @@ export function planClaim(row: JobRow, lease: { token: string; workerId: string;
  * handler when an active job is cancelled). Fails with TransitionError when the row's state
  * does not allow the action (a finished job cannot be cancelled, say).
  */
-export function planFinish(row: JobRow, action: 'complete' | 'fail' | 'cancel' | 'expire', outcome: { result?: unknown; error?: JobError }, now: number): Plan {
+export function planFinish(
+  row: JobRow,
+  action: 'complete' | 'fail' | 'cancel' | 'expire',
+  outcome: { result?: unknown; error?: JobError },
+  now: number,
+  /** Further columns the finish sets (a crash count). */
+  also: JobUpdate = {},
+): Plan {
   const state = requireTransition(row, action);
   const { type, data } = finishEvent(state, outcome);
   const result = outcome.result === undefined ? row.result : JSON.stringify(outcome.result ?? null);
   const error = outcome.error === undefined ? row.error : JSON.stringify(outcome.error);
-  const set: JobUpdate = { state, result, error, finished_at: now, lease_token: null, lease_expires_at: null };
+  const set: JobUpdate = { state, result, error, finished_at: now, lease_token: null, lease_expires_at: null, ...also };
   return change(row, set, [{ type, data }], now, { stopsHandler: row.state === 'active' && state === 'cancelled' });
 }
 
@@ -228,7 +235,8 @@ export function planFailure(row: JobRow | undefined, token: string, failure: Att
  */
 export function planRecoverCrash(row: JobRow, now: number, maxCrashes: number): Plan {
   const crashes = row.crash_count + 1;
-  if (decideAfterCrash(crashes, maxCrashes) === 'fail') return planFinish({ ...row, crash_count: crashes }, 'fail', { error: crashError(crashes) }, now);
+  // The crash that fails the job is counted in the stored row too.
+  if (decideAfterCrash(crashes, maxCrashes) === 'fail') return planFinish(row, 'fail', { error: crashError(crashes) }, now, { crash_count: crashes });
   return planReschedule(row, 'lease_lost', { runAt: now, error: leaseExpiredError, attemptsMade: Math.max(0, row.attempts_made - 1), crashCount: crashes }, now);
 }
 

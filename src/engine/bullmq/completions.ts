@@ -17,22 +17,23 @@ export async function completeMany(
   items: { jobId: string; token: string; result: unknown }[],
 ): Promise<{ outcomes: Outcome[]; events: JobEvent[] }> {
   const values = sql.join(items.map((item) => sql`(${item.jobId}, ${item.token}, ${JSON.stringify(item.result ?? null)}::text)`));
-  const { rows } = await sql<JobRow>`
+  const { rows } = await sql<JobRow & { fenced_by: string }>`
     with done as (
       update jobs as j set state = 'completed', result = v.result, finished_at = ${now}, lease_token = null,
         lease_expires_at = null, last_seq = j.last_seq + 1
       from (values ${values}) as v(id, token, result)
       where j.id = v.id and j.lease_token = v.token and j.state = 'active'
-      returning j.*
+      returning j.*, v.token as fenced_by
     ), written as (
       insert into job_events (job_id, seq, seq_end, type, at, data)
       select id, last_seq, null, 'job.completed', ${now}, '{"result":' || result || '}' from done
     )
     select * from done`.execute(db);
-  const done = new Map(rows.map((row) => [row.id, row]));
+  // Keyed by job and token: of two completions of one job in a batch, only the lease holder's is accepted.
+  const done = new Map(rows.map(({ fenced_by: token, ...row }) => [`${row.id} ${token}`, row]));
   const events: JobEvent[] = [];
   const outcomes = items.map((item): Outcome => {
-    const row = done.get(item.jobId);
+    const row = done.get(`${item.jobId} ${item.token}`);
     if (!row) return { accepted: false, reason: 'lease_lost' };
     events.push({ type: 'job.completed', jobId: row.id, seq: row.last_seq, at: now, data: { result: item.result ?? null }, queue: row.queue, ownerId: row.owner_id });
     return { accepted: true, job: rowToJob(row) };

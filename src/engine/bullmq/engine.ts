@@ -219,13 +219,14 @@ export class BullMqEngine extends EngineBase implements Engine {
     if (claims.length === 0) return [];
     const until = this.state.now() + leaseMs;
     const values = sql.join(claims.map((claim) => sql`(${claim.jobId}, ${claim.token})`));
-    const { rows } = await sql<{ id: string }>`
+    const { rows } = await sql<{ id: string; token: string }>`
       update jobs as j set lease_expires_at = ${until}
       from (values ${values}) as v(id, token)
       where j.id = v.id and j.lease_token = v.token and j.state = 'active'
-      returning j.id`.execute(this.options.db);
-    const kept = new Set(rows.map((row) => row.id));
-    return claims.filter((claim) => !kept.has(claim.jobId)).map((claim) => claim.jobId);
+      returning j.id, v.token`.execute(this.options.db);
+    // By job and token: a stale token for a job whose current lease is renewed too is still lost.
+    const kept = new Set(rows.map((row) => `${row.id} ${row.token}`));
+    return claims.filter((claim) => !kept.has(`${claim.jobId} ${claim.token}`)).map((claim) => claim.jobId);
   }
 
   /** Completions arriving together share one statement (see completions.ts). */

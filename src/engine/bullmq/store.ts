@@ -41,16 +41,20 @@ export async function applyIfAny(ctx: PgWriteContext, plan: Plan | null): Promis
   if (plan) await applyPlan(ctx, plan);
 }
 
-/** Applies the activation plans of one claim (see planClaim) as one multi-row UPDATE. */
+/** Applies the activation plans of one claim (see planClaim; each sets the same columns) as one multi-row UPDATE. */
 export async function applyActivations(ctx: PgWriteContext, plans: Plan[]): Promise<void> {
   if (plans.length === 0) return;
+  // Every column from the plan's row: the statement stores exactly what each plan says.
   const values = sql.join(
-    plans.map(({ row }) => sql`(${row.id}, ${row.lease_token}::text, ${row.last_seq}::integer, ${row.attempts_made}::integer, ${row.lease_expires_at}::bigint, ${row.worker_id}::text)`),
+    plans.map(
+      ({ row }) =>
+        sql`(${row.id}, ${row.lease_token}::text, ${row.last_seq}::integer, ${row.attempts_made}::integer, ${row.started_at}::bigint, ${row.lease_expires_at}::bigint, ${row.worker_id}::text)`,
+    ),
   );
   await sql`
-    update jobs as j set state = 'active', attempts_made = v.attempts_made, started_at = ${ctx.now}, lease_token = v.token,
+    update jobs as j set state = 'active', attempts_made = v.attempts_made, started_at = v.started_at, lease_token = v.token,
       lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, last_seq = v.seq
-    from (values ${values}) as v(id, token, seq, attempts_made, lease_expires_at, worker_id)
+    from (values ${values}) as v(id, token, seq, attempts_made, started_at, lease_expires_at, worker_id)
     where j.id = v.id`.execute(ctx.trx);
   for (const plan of plans) {
     ctx.pending.events.push(...plan.eventRows);
