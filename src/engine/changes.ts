@@ -1,5 +1,5 @@
 import { crashError, decideAfterCrash, decideAfterFailure, expiredError } from './lifecycle.js';
-import { rowToJob, type JobRow } from './records.js';
+import { rowToJob, type JobRow } from './rows.js';
 import {
   finishEvent,
   leaseExpiredError,

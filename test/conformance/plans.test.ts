@@ -15,7 +15,7 @@ import {
   type Plan,
 } from '../../src/engine/changes.js';
 import { ERROR_CODES } from '../../src/engine/lifecycle.js';
-import type { JobRow } from '../../src/engine/records.js';
+import type { JobRow } from '../../src/engine/rows.js';
 import { isSingletonRefusal } from '../../src/engine/storageErrors.js';
 import { newId } from '../../src/utils/ids.js';
 import { newJob } from './harness.js';

@@ -7,7 +7,7 @@ import * as pgStore from '../../src/engine/bullmq/store.js';
 import { AfterCommit, planCompletion, type EventRow, type Plan } from '../../src/engine/changes.js';
 import * as sqliteStore from '../../src/engine/embedded/store.js';
 import { prepareStatements } from '../../src/engine/embedded/statements.js';
-import type { JobRow } from '../../src/engine/records.js';
+import type { JobRow } from '../../src/engine/rows.js';
 import type { NewJob, Outcome } from '../../src/engine/types.js';
 import { createTestDatabase, testDatabases } from '../helpers/postgres.js';
 

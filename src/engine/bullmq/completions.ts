@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../../db/schema.js';
 import { toError } from '../../utils/errors.js';
 import { AfterCommit } from '../changes.js';
-import { rowToJob, type JobRow } from '../records.js';
+import { rowToJob, type JobRow } from '../rows.js';
 import type { JobEvent, Outcome } from '../types.js';
 
 /**

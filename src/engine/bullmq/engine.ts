@@ -14,7 +14,7 @@ import {
   type Plan,
 } from '../changes.js';
 import { EngineBase } from '../engineBase.js';
-import { rowToJob, type JobRow } from '../records.js';
+import { rowToJob, type JobRow } from '../rows.js';
 import { isSingletonRefusal, toAppError } from '../storageErrors.js';
 import type {
   AddedJob,

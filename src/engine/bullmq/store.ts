@@ -1,7 +1,7 @@
 import { sql, type Insertable, type SelectQueryBuilder, type Transaction } from 'kysely';
 import type { Database, JobTagsTable } from '../../db/schema.js';
 import { hasDedupKey, LIVE_STATES, type AfterCommit, type EventRow, type Plan } from '../changes.js';
-import type { JobRow } from '../records.js';
+import type { JobRow } from '../rows.js';
 import type { NewJob } from '../types.js';
 
 /**

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { JobRow } from '../records.js';
+import type { JobRow } from '../rows.js';
 
 /**
  * Tickets and lease tokens of the BullMQ engine. A ticket is a runnable job as BullMQ carries

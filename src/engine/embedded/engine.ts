@@ -24,7 +24,7 @@ import {
 import { DEFAULT_MAX_CRASHES } from '../lifecycle.js';
 import { Listeners } from '../listeners.js';
 import { EngineBase } from '../engineBase.js';
-import { rowToJob, type JobRow } from '../records.js';
+import { rowToJob, type JobRow } from '../rows.js';
 import { purgeFinished } from '../retention.js';
 import { isSingletonRefusal, toAppError } from '../storageErrors.js';
 import type {

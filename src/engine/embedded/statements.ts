@@ -1,6 +1,6 @@
 import type SqliteDatabase from 'better-sqlite3';
 import type { JobUpdate } from '../changes.js';
-import type { JobRow } from '../records.js';
+import type { JobRow } from '../rows.js';
 
 /**
  * The embedded engine's SQL, prepared once. Each statement is named for what it does; all run

@@ -1,5 +1,5 @@
 import type { AfterCommit, Plan } from '../changes.js';
-import type { JobRow } from '../records.js';
+import type { JobRow } from '../rows.js';
 import type { Statements } from './statements.js';
 
 /**
