@@ -37,8 +37,11 @@ export interface EventRow {
 export interface Plan {
   /** The job's row once the plan is applied. */
   row: JobRow;
-  /** A new row (with its tags), or these columns of row `row.id`. */
-  write: { kind: 'insert'; tags: string[] } | { kind: 'update'; set: JobUpdate };
+  /**
+   * A new row (with its tags), or these columns of row `row.id`. `shape` names the column set
+   * (each shape always sets the same columns), so a store can keep one statement per shape.
+   */
+  write: { kind: 'insert'; tags: string[] } | { kind: 'update'; set: JobUpdate; shape: string };
   /** Inserted in the same transaction as the row change. */
   eventRows: EventRow[];
   /** After commit: the events to announce, one per seq. */
@@ -77,15 +80,32 @@ export class AfterCommit {
   }
 }
 
-/** Builds a plan that writes `set` on `row` and the events `events` (each one row, seq after the row's last). */
-function change(row: JobRow, set: JobUpdate, events: { type: JobEventType; data: Record<string, unknown> }[], now: number, flags: Partial<Pick<Plan, 'dispatch' | 'stopsHandler'>> = {}): Plan {
-  const planned = events.map((event, index) => ({ ...event, seq: row.last_seq + index + 1 }));
-  const lastSeq = row.last_seq + planned.length;
+/**
+ * Builds a plan that writes `set` (a fresh object of the caller's, completed here with last_seq)
+ * on `row` and the events `events`, each one row, seq running on from the row's last.
+ */
+function change(
+  row: JobRow,
+  shape: string,
+  set: JobUpdate,
+  events: { type: JobEventType; data: Record<string, unknown> }[],
+  now: number,
+  flags: Partial<Pick<Plan, 'dispatch' | 'stopsHandler'>> = {},
+): Plan {
+  const eventRows: EventRow[] = [];
+  const jobEvents: JobEvent[] = [];
+  let seq = row.last_seq;
+  for (const event of events) {
+    seq += 1;
+    eventRows.push(eventRow(row.id, seq, null, event.type, now, event.data));
+    jobEvents.push(jobEvent(row, seq, event.type, now, event.data));
+  }
+  set.last_seq = seq;
   return {
-    row: { ...row, ...set, last_seq: lastSeq },
-    write: { kind: 'update', set: { ...set, last_seq: lastSeq } },
-    eventRows: planned.map((event) => eventRow(row.id, event.seq, null, event.type, now, event.data)),
-    events: planned.map((event) => jobEvent(row, event.seq, event.type, now, event.data)),
+    row: { ...row, ...set },
+    write: { kind: 'update', set, shape },
+    eventRows,
+    events: jobEvents,
     dispatch: flags.dispatch ?? false,
     stopsHandler: flags.stopsHandler ?? false,
   };
@@ -128,7 +148,7 @@ export function planClaim(row: JobRow, lease: { token: string; workerId: string;
   const attempt = row.attempts_made + 1;
   const leaseExpiresAt = now + lease.leaseMs;
   const set: JobUpdate = { state: 'active', attempts_made: attempt, started_at: now, lease_token: lease.token, lease_expires_at: leaseExpiresAt, worker_id: lease.workerId };
-  const plan = change(row, set, [{ type: 'job.active', data: { attempt, workerId: lease.workerId } }], now);
+  const plan = change(row, 'activate', set, [{ type: 'job.active', data: { attempt, workerId: lease.workerId } }], now);
   return { plan, claim: { job: rowToJob(plan.row), token: lease.token, leaseExpiresAt, attempt } };
 }
 
@@ -143,15 +163,15 @@ export function planFinish(
   action: 'complete' | 'fail' | 'cancel' | 'expire',
   outcome: { result?: unknown; error?: JobError },
   now: number,
-  /** Further columns the finish sets (a crash count). */
-  also: JobUpdate = {},
+  /** Further columns the finish sets: the crash count of a job failed by its last crash. */
+  also: Pick<JobUpdate, 'crash_count'> = {},
 ): Plan {
   const state = requireTransition(row, action);
   const { type, data } = finishEvent(state, outcome);
   const result = outcome.result === undefined ? row.result : JSON.stringify(outcome.result ?? null);
   const error = outcome.error === undefined ? row.error : JSON.stringify(outcome.error);
   const set: JobUpdate = { state, result, error, finished_at: now, lease_token: null, lease_expires_at: null, ...also };
-  return change(row, set, [{ type, data }], now, { stopsHandler: row.state === 'active' && state === 'cancelled' });
+  return change(row, also.crash_count === undefined ? 'finish' : 'finish+crash', set, [{ type, data }], now, { stopsHandler: row.state === 'active' && state === 'cancelled' });
 }
 
 /** Expire: a job whose ttl ran out before it started fails as expired (see planFinish). */
@@ -182,7 +202,7 @@ export function planReschedule(
     attempts_made: next.attemptsMade,
     crash_count: next.crashCount,
   };
-  return change(row, set, [{ type: 'job.retrying', data: retryingData(next.error, row.attempts_made, next.runAt) }], now, { dispatch: true });
+  return change(row, 'reschedule', set, [{ type: 'job.retrying', data: retryingData(next.error, row.attempts_made, next.runAt) }], now, { dispatch: true });
 }
 
 /** Fencing: the row a lease holder may still change, or null when the lease is no longer theirs. */
@@ -272,7 +292,7 @@ export function planManualRetry(row: JobRow, now: number): Plan {
     finished_at: null,
     expires_at: null,
   };
-  return change(row, set, [{ type: 'job.retrying', data: retryingData(previous, 0, now, true) }], now, { dispatch: true });
+  return change(row, 'manual_retry', set, [{ type: 'job.retrying', data: retryingData(previous, 0, now, true) }], now, { dispatch: true });
 }
 
 /**
@@ -287,7 +307,7 @@ export function planAppend(row: JobRow | undefined, token: string, events: Handl
   const set: JobUpdate = planned.progress === undefined ? { last_seq: planned.lastSeq } : { last_seq: planned.lastSeq, progress: JSON.stringify(planned.progress) };
   return {
     row: { ...held, ...set },
-    write: { kind: 'update', set },
+    write: { kind: 'update', set, shape: planned.progress === undefined ? 'events' : 'events+progress' },
     eventRows: planned.rows.map((stored) => eventRow(held.id, stored.seq, stored.seqEnd, stored.type, now, stored.data)),
     events: planned.expanded.map((event) => jobEvent(held, event.seq, event.type, now, event.data)),
     dispatch: false,

@@ -19,9 +19,10 @@ export function applyPlan(ctx: WriteContext, plan: Plan): JobRow {
     ctx.st.insertJob.run(plan.row);
     for (const tag of plan.write.tags) ctx.st.insertTag.run(tag, ctx.now, plan.row.id);
   } else {
-    ctx.st.updateJob(plan.row.id, plan.write.set);
+    ctx.st.updateJob(plan.row, plan.write);
   }
-  for (const row of plan.eventRows) ctx.st.insertEvent.run(row);
+  // Positional parameters: binding by name costs a property lookup each, on the hottest statement.
+  for (const row of plan.eventRows) ctx.st.insertEvent.run(row.job_id, row.seq, row.seq_end, row.type, row.at, row.data);
   ctx.after.add(plan);
   return plan.row;
 }
