@@ -380,7 +380,7 @@ export function planSubmissions(
   });
 }
 
-/** What may be deleted: finished jobs only. Fails with TransitionError-like refusal otherwise. */
+/** What may be deleted: finished jobs only. Fails with RefusedChange (a 409) for any other state. */
 export function checkDeletable(row: JobRow): void {
   if (row.state === 'completed' || row.state === 'failed' || row.state === 'cancelled') return;
   throw new RefusedChange(`Only finished jobs can be deleted; this one is ${row.state}. Cancel it first.`);
