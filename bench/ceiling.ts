@@ -6,7 +6,10 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
 import { createDatabase, migrateToLatest, type DatabaseHandle } from '../src/config/database.js';
-import * as pgWrites from '../src/engine/bullmq/writes.js';
+import { AfterCommit, planClaim, planInsert } from '../src/engine/changes.js';
+import { completeMany } from '../src/engine/bullmq/completions.js';
+import { applyActivations, applyPlan, insertPending, lockRows, type PgWriteContext } from '../src/engine/bullmq/store.js';
+import { newLeaseToken } from '../src/engine/bullmq/tickets.js';
 import { EmbeddedEngine } from '../src/engine/embedded/engine.js';
 import type { NewJob } from '../src/engine/types.js';
 import { systemClock } from '../src/utils/clock.js';
@@ -158,25 +161,29 @@ async function measurePostgres(): Promise<StoreRun> {
 }
 
 async function postgresCycle(handle: DatabaseHandle, count: number): Promise<void> {
-  const transact = <T>(fn: (ctx: pgWrites.PgWriteContext) => Promise<T>) =>
+  const transact = <T>(fn: (ctx: PgWriteContext) => Promise<T>) =>
     handle.db.transaction().execute(async (trx) => {
-      const ctx: pgWrites.PgWriteContext = { trx, now: Date.now(), changes: new pgWrites.PgChanges(), maxCrashes: 3, eventRows: [] };
+      const ctx: PgWriteContext = { trx, now: Date.now(), after: new AfterCommit(), maxCrashes: 3, pending: { jobs: [], tags: [], events: [] } };
       const value = await fn(ctx);
-      await pgWrites.insertEventRows(ctx);
+      await insertPending(ctx);
       return value;
     });
   const ids: string[] = [];
   for (let start = 0; start < count; start += ADD_BATCH) {
     const batch = Array.from({ length: ADD_BATCH }, (_, k) => ({ id: newId(), job: newJob(start + k) }));
     ids.push(...batch.map(({ id }) => id));
-    await transact((ctx) => pgWrites.insertJobs(ctx, batch));
+    await transact(async (ctx) => {
+      for (const { id, job } of batch) await applyPlan(ctx, planInsert(id, job, ctx.now));
+    });
   }
   for (let start = 0; start < count; start += POSTGRES_CLAIM) {
     const claims = await transact(async (ctx) => {
-      const rows = await pgWrites.lockRows(ctx, ids.slice(start, start + POSTGRES_CLAIM));
-      return pgWrites.activateRows(ctx, rows.map((row) => ({ row, token: pgWrites.newLeaseToken('bench') })), 'bench', 30_000);
+      const rows = await lockRows(ctx, ids.slice(start, start + POSTGRES_CLAIM));
+      const planned = rows.map((row) => planClaim(row, { token: newLeaseToken('bench'), workerId: 'bench', leaseMs: 30_000 }, ctx.now));
+      await applyActivations(ctx, planned.map(({ plan }) => plan));
+      return planned.flatMap(({ claim }) => (claim ? [claim] : []));
     });
-    const { outcomes } = await pgWrites.completeMany(handle.db, Date.now(), claims.map((claim) => ({ jobId: claim.job.id, token: claim.token, result: null })));
+    const { outcomes } = await completeMany(handle.db, Date.now(), claims.map((claim) => ({ jobId: claim.job.id, token: claim.token, result: null })));
     if (outcomes.some((outcome) => !outcome.accepted)) throw new Error('postgres: a completion was refused');
   }
 }

@@ -1,5 +1,5 @@
 import { ERROR_CODES, nextState, type Action } from './lifecycle.js';
-import type { JobRow } from './records.js';
+import type { JobRow } from './rows.js';
 import type { HandlerEvent, JobError, JobEventType, JobState, NewJob } from './types.js';
 
 /**

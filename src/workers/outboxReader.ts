@@ -1,6 +1,6 @@
 import { PostgresAdapter, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { JobEventRow } from '../engine/records.js';
+import type { JobEventRow } from '../engine/rows.js';
 
 /**
  * Reads the job-event outbox after a consumer's cursor, in an order where nothing can later

@@ -1,7 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
-import { rowToEvents, rowToJob, type JobEventRow } from '../engine/records.js';
+import { rowToEvents, rowToJob, type JobEventRow } from '../engine/rows.js';
 import type { Job, JobEvent } from '../engine/types.js';
 import { toPublicEvent, toPublicJob, type PublicJob } from '../wire/jobs.js';
 import { deliveryBody, newDeliveryRow, wantsEvent, type DeliveryRow, type EndpointRow } from '../services/webhookRecords.js';

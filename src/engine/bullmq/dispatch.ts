@@ -3,10 +3,8 @@ import type { Redis } from 'ioredis';
 import { bullJobKey, bullPrefix, bullPriority, bullQueueName, createBullQueue, createBullWorker, ticketOptions } from '../../config/bull.js';
 import { toError } from '../../utils/errors.js';
 import type { Logger } from '../../utils/logger.js';
-import { parseTicketId, ticketId, type Ticket } from './writes.js';
-
-/** Deletes a key only while it holds the given value (a lock nobody renewed meanwhile). */
-export const DELETE_IF_EQUAL = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+import { DELETE_IF_EQUAL } from './scripts/deleteIfEqual.js';
+import { parseTicketId, ticketId, type Ticket } from './tickets.js';
 
 /**
  * Tickets on BullMQ: one BullMQ queue per Jobline queue and job type. A ticket says "job X may

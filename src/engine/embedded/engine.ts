@@ -1,33 +1,46 @@
+import { randomUUID } from 'node:crypto';
 import type SqliteDatabase from 'better-sqlite3';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { isUniqueViolation } from '../../db/errors.js';
 import type { Database } from '../../db/schema.js';
 import type { Clock } from '../../utils/clock.js';
 import { errors, toError } from '../../utils/errors.js';
 import { newId } from '../../utils/ids.js';
-import { DEFAULT_MAX_CRASHES, expiredError, retentionCutoffs } from '../lifecycle.js';
-import { JobRecords, rowToJob, type JobRow } from '../records.js';
+import {
+  AfterCommit,
+  checkDeletable,
+  hasDedupKey,
+  planClaim,
+  planCompletion,
+  planExpire,
+  planFailure,
+  planFinish,
+  planManualRetry,
+  planAppend,
+  planRecoverCrash,
+  planRelease,
+  planSubmissions,
+} from '../changes.js';
+import { DEFAULT_MAX_CRASHES } from '../lifecycle.js';
+import { Listeners } from '../listeners.js';
+import { EngineBase } from '../engineBase.js';
+import { rowToJob, type JobRow } from '../rows.js';
+import { purgeFinished } from '../retention.js';
+import { isSingletonRefusal, toAppError } from '../storageErrors.js';
 import type {
   AddedJob,
   AttemptFailure,
   Claim,
   Engine,
-  EngineListener,
   HandlerEvent,
   Job,
-  JobEvent,
-  JobFilter,
-  JobPage,
   NewJob,
   Outcome,
-  QueueInfo,
   RetentionPolicy,
 } from '../types.js';
 import { prepareStatements, type Statements } from './statements.js';
-import * as writes from './writes.js';
-import { TransitionError } from '../transitions.js';
-import { Changes, type WriteContext } from './writes.js';
+import { applyIfAny, applyPlan, dedupCandidates, deleteJob, type WriteContext } from './store.js';
+import { Transactions } from './transactions.js';
 
 export interface EmbeddedEngineOptions {
   sqlite: SqliteDatabase.Database;
@@ -40,15 +53,7 @@ export interface EmbeddedEngineOptions {
   sweepIntervalMs?: number;
 }
 
-interface PendingWrite {
-  run(ctx: WriteContext): unknown;
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-}
-
 const SWEEP_BATCH = 500;
-/** Retention deletes this many jobs per transaction, yielding between chunks. */
-const RETENTION_CHUNK = 100;
 const MAX_TIMER_MS = 3_600_000;
 
 /**
@@ -56,25 +61,24 @@ const MAX_TIMER_MS = 3_600_000;
  * synchronous transaction (state and event rows together); completions, failures and handler
  * events arriving in the same tick share one transaction.
  */
-export class EmbeddedEngine implements Engine {
+export class EmbeddedEngine extends EngineBase implements Engine {
   readonly name = 'embedded';
   readonly capabilities = { multiProcess: false, pushesAvailability: true };
   private readonly st: Statements;
-  private readonly records: JobRecords;
-  private readonly listeners = new Set<EngineListener>();
-  private readonly paused = new Set<string>();
-  private readonly maxCrashes: number;
-  private pending: PendingWrite[] = [];
-  private flushScheduled = false;
+  private readonly paused: Set<string>;
+  private readonly transactions: Transactions;
   private sweepTimer: NodeJS.Timeout | null = null;
   private dueTimer: { at: number; handle: NodeJS.Timeout } | null = null;
   private lastRetentionAt = 0;
   private running = false;
 
   constructor(private readonly options: EmbeddedEngineOptions) {
+    const paused = new Set<string>();
+    super(options.db, new Listeners(options.logger, paused));
+    this.paused = paused;
     this.st = prepareStatements(options.sqlite);
-    this.records = new JobRecords(options.db);
-    this.maxCrashes = options.maxCrashes ?? DEFAULT_MAX_CRASHES;
+    const context = { now: () => options.clock.now(), maxCrashes: options.maxCrashes ?? DEFAULT_MAX_CRASHES };
+    this.transactions = new Transactions(options.sqlite, this.st, context, (after) => this.announce(after));
   }
 
   async start(): Promise<void> {
@@ -82,7 +86,7 @@ export class EmbeddedEngine implements Engine {
     // One process owns an embedded store: whatever is active now was left by a process that died.
     const orphans = this.transact((ctx) => {
       const rows = this.st.allActive.all();
-      for (const row of rows) writes.recoverCrashed(ctx, row);
+      for (const row of rows) applyPlan(ctx, planRecoverCrash(row, ctx.now, ctx.maxCrashes));
       return rows.length;
     });
     if (orphans > 0) this.options.logger.warn({ jobs: orphans }, 'recovered jobs left active by a previous process');
@@ -98,72 +102,39 @@ export class EmbeddedEngine implements Engine {
     if (this.dueTimer) clearTimeout(this.dueTimer.handle);
     this.sweepTimer = null;
     this.dueTimer = null;
-    this.flush();
-  }
-
-  subscribe(listener: EngineListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.transactions.flush();
   }
 
   async addJobs(jobs: NewJob[]): Promise<AddedJob[]> {
-    return this.transact((ctx) =>
-      jobs.map((job): AddedJob => {
-        if (job.scheduleId !== null && job.fireAt != null) {
-          const existing = this.st.jobByFireTime.get(job.scheduleId, job.fireAt);
-          if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'fireTime' };
-        }
-        if (job.idempotencyKey !== null) {
-          const existing = this.st.jobByIdempotencyKey.get(job.ownerId, job.idempotencyKey);
-          if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'idempotencyKey' };
-        }
-        if (job.singletonKey !== null) {
-          const existing = this.st.liveJobBySingletonKey.get(job.ownerId, job.singletonKey);
-          if (existing) return { job: rowToJob(existing), created: false, deduplicatedBy: 'singletonKey' };
-        }
-        return { job: rowToJob(writes.insertJob(ctx, newId(), job)), created: true };
-      }),
-    );
-  }
-
-  getJob(id: string): Promise<Job | null> {
-    return this.records.get(id);
-  }
-
-  listJobs(filter: JobFilter, page: { limit: number; after?: { createdAt: number; id: string } }): Promise<JobPage> {
-    return this.records.list(filter, page);
-  }
-
-  listEvents(jobId: string, afterSeq: number, limit: number): Promise<JobEvent[]> {
-    return this.records.events(jobId, afterSeq, limit);
+    return this.transact((ctx) => {
+      const candidates = jobs.filter(hasDedupKey).flatMap((job) => dedupCandidates(this.st, job));
+      return planSubmissions(jobs, candidates, newId, ctx.now).map(({ row, plan, deduplicatedBy }): AddedJob => {
+        if (plan) return { job: rowToJob(applyPlan(ctx, plan)), created: true };
+        return { job: rowToJob(row), created: false, ...(deduplicatedBy ? { deduplicatedBy } : {}) };
+      });
+    });
   }
 
   async cancelJob(id: string): Promise<Job> {
-    return this.transact((ctx) => rowToJob(writes.finish(ctx, this.rowOrThrow(id), 'cancel', {})));
+    return this.transact((ctx) => rowToJob(applyPlan(ctx, planFinish(this.rowOrThrow(id), 'cancel', {}, ctx.now))));
   }
 
   async retryJob(id: string): Promise<Job> {
     return this.transact((ctx) => {
       const row = this.rowOrThrow(id);
       try {
-        return rowToJob(writes.manualRetry(ctx, row));
+        return rowToJob(applyPlan(ctx, planManualRetry(row, ctx.now)));
       } catch (error) {
-        if (isUniqueViolation(error) && row.singleton_key !== null) {
-          const holder = this.st.liveJobBySingletonKey.get(row.owner_id, row.singleton_key);
-          throw errors.singletonTaken(holder?.id ?? '');
-        }
-        throw error;
+        if (row.singleton_key === null) throw error;
+        throw toAppError(error, this.st.liveJobBySingletonKey.get(row.owner_id, row.singleton_key)?.id ?? null);
       }
     });
   }
 
   async deleteJob(id: string): Promise<void> {
     this.transact(() => {
-      const row = this.rowOrThrow(id);
-      if (row.state !== 'completed' && row.state !== 'failed' && row.state !== 'cancelled') {
-        throw errors.jobStateConflict(`Only finished jobs can be deleted; this one is ${row.state}. Cancel it first.`);
-      }
-      writes.deleteJob(this.st, id);
+      checkDeletable(this.rowOrThrow(id));
+      deleteJob(this.st, id);
     });
   }
 
@@ -172,9 +143,10 @@ export class EmbeddedEngine implements Engine {
     return this.transact((ctx) => {
       const claims: Claim[] = [];
       for (const type of request.types) {
-        const rows = this.st.nextClaimable.all(request.queue, type, request.limit - claims.length);
-        for (const row of rows) {
-          const claim = writes.activate(ctx, row, request.workerId, request.leaseMs);
+        for (const row of this.st.nextClaimable.all(request.queue, type, request.limit - claims.length)) {
+          // randomUUID draws from a cached entropy pool: a fresh randomBytes call per claim cost more than the claim's SQL.
+          const { plan, claim } = planClaim(row, { token: randomUUID(), workerId: request.workerId, leaseMs: request.leaseMs }, ctx.now);
+          applyPlan(ctx, plan);
           if (claim) claims.push(claim);
         }
         if (claims.length >= request.limit) break;
@@ -191,26 +163,34 @@ export class EmbeddedEngine implements Engine {
   }
 
   completeJob(claim: { jobId: string; token: string }, result: unknown): Promise<Outcome> {
-    return this.enqueue((ctx) => writes.complete(ctx, claim.jobId, claim.token, result));
-  }
-
-  failJob(claim: { jobId: string; token: string }, failure: AttemptFailure): Promise<Outcome> {
-    return this.enqueue((ctx) => writes.fail(ctx, claim.jobId, claim.token, failure));
-  }
-
-  appendEvents(claim: { jobId: string; token: string }, events: HandlerEvent[]): Promise<boolean> {
-    return this.enqueue((ctx) => writes.appendHandlerEvents(ctx, claim.jobId, claim.token, events));
-  }
-
-  async releaseJobs(claims: { jobId: string; token: string }[]): Promise<void> {
-    this.flush();
-    this.transact((ctx) => {
-      for (const claim of claims) writes.release(ctx, claim.jobId, claim.token);
+    return this.transactions.batched((ctx) => {
+      const { plan, outcome } = planCompletion(this.st.jobById.get(claim.jobId), claim.token, result, ctx.now);
+      applyIfAny(ctx, plan);
+      return outcome;
     });
   }
 
-  listQueues(): Promise<QueueInfo[]> {
-    return this.records.queues();
+  failJob(claim: { jobId: string; token: string }, failure: AttemptFailure): Promise<Outcome> {
+    return this.transactions.batched((ctx) => {
+      const { plan, outcome } = planFailure(this.st.jobById.get(claim.jobId), claim.token, failure, ctx.now);
+      applyIfAny(ctx, plan);
+      return outcome;
+    });
+  }
+
+  appendEvents(claim: { jobId: string; token: string }, events: HandlerEvent[]): Promise<boolean> {
+    return this.transactions.batched((ctx) => {
+      const plan = planAppend(this.st.jobById.get(claim.jobId), claim.token, events, ctx.now);
+      applyIfAny(ctx, plan);
+      return plan !== null;
+    });
+  }
+
+  async releaseJobs(claims: { jobId: string; token: string }[]): Promise<void> {
+    this.transactions.flush();
+    this.transact((ctx) => {
+      for (const claim of claims) applyIfAny(ctx, planRelease(this.st.jobById.get(claim.jobId), claim.token, ctx.now));
+    });
   }
 
   async queuesWithWaitingJobs(): Promise<string[]> {
@@ -225,9 +205,9 @@ export class EmbeddedEngine implements Engine {
   async resumeQueue(name: string): Promise<void> {
     this.st.upsertQueue.run(name, 0, this.options.clock.now());
     this.paused.delete(name);
-    const changes = new Changes();
-    changes.available.add(name);
-    this.announce(changes);
+    const after = new AfterCommit();
+    after.available.add(name);
+    this.announce(after);
   }
 
   async retryFailed(queue: string): Promise<number> {
@@ -239,11 +219,11 @@ export class EmbeddedEngine implements Engine {
         if (ids.length === 0) return count;
         for (const { id } of ids) {
           try {
-            this.nested(ctx, (inner) => writes.manualRetry(inner, this.rowOrThrow(id)));
+            this.transactions.nested(ctx, (inner) => applyPlan(inner, planManualRetry(this.rowOrThrow(id), inner.now)));
             count += 1;
           } catch (error) {
             // Its singleton key is held by a live job: leave this one failed.
-            if (!isUniqueViolation(error)) throw error;
+            if (!isSingletonRefusal(error)) throw error;
             skipped.add(id);
           }
         }
@@ -257,112 +237,21 @@ export class EmbeddedEngine implements Engine {
       for (;;) {
         const ids = this.st.finishedInQueue.all(queue, state, finishedBefore, finishedBefore, SWEEP_BATCH);
         if (ids.length === 0) return count;
-        for (const { id } of ids) {
-          writes.deleteJob(this.st, id);
-        }
+        for (const { id } of ids) deleteJob(this.st, id);
         count += ids.length;
       }
     });
   }
 
-  /** Runs `fn` in one immediate transaction, then tells listeners what it changed. */
   private transact<T>(fn: (ctx: WriteContext) => T): T {
-    // better-sqlite3 would quietly turn this into a savepoint of someone else's transaction
-    // (a Kysely one awaiting on the shared connection): fail loudly instead.
-    if (this.options.sqlite.inTransaction) throw new Error('embedded engine: a transaction is already open on the connection');
-    const ctx: WriteContext = { st: this.st, now: this.options.clock.now(), changes: new Changes(), maxCrashes: this.maxCrashes };
-    let result: T;
-    try {
-      result = this.options.sqlite.transaction(() => fn(ctx)).immediate();
-    } catch (error) {
-      if (error instanceof TransitionError) throw errors.jobStateConflict(error.message);
-      throw error;
-    }
-    this.announce(ctx.changes);
-    return result;
+    return this.transactions.run(fn);
   }
 
-  /** Runs `fn` in a savepoint; what it changed is kept only if it succeeds. */
-  private nested<T>(ctx: WriteContext, fn: (inner: WriteContext) => T): T {
-    const inner: WriteContext = { ...ctx, changes: new Changes() };
-    const value = this.options.sqlite.transaction(() => fn(inner))();
-    ctx.changes.events.push(...inner.changes.events);
-    ctx.changes.cancelledActive.push(...inner.changes.cancelledActive);
-    ctx.changes.scheduledAt.push(...inner.changes.scheduledAt);
-    for (const queue of inner.changes.available) ctx.changes.available.add(queue);
-    return value;
-  }
-
-  private enqueue<T>(run: (ctx: WriteContext) => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.pending.push({ run, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  /**
-   * Commits every queued write in one transaction. Should one write throw (a bug, never an
-   * expected outcome), the batch is rolled back and run again with a savepoint per write, so
-   * the bad write fails alone.
-   */
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.pending;
-    if (batch.length === 0) return;
-    this.pending = [];
-    let values: unknown[];
-    try {
-      values = this.transact((ctx) => batch.map((write) => write.run(ctx)));
-    } catch {
-      this.flushOneByOne(batch);
-      return;
-    }
-    batch.forEach((write, index) => write.resolve(values[index]));
-  }
-
-  private flushOneByOne(batch: PendingWrite[]): void {
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: Error })[] = [];
-    try {
-      this.transact((ctx) => {
-        for (const write of batch) {
-          try {
-            outcomes.push({ ok: true, value: this.nested(ctx, (inner) => write.run(inner)) });
-          } catch (error) {
-            outcomes.push({ ok: false, error: toError(error) });
-          }
-        }
-      });
-    } catch (error) {
-      for (const write of batch) write.reject(toError(error));
-      return;
-    }
-    batch.forEach((write, index) => {
-      const outcome = outcomes[index];
-      if (outcome?.ok) write.resolve(outcome.value);
-      else write.reject(outcome?.error ?? new Error('write lost'));
-    });
-  }
-
-  /** Tells listeners what a committed transaction changed; a failing listener is logged and the others still hear. */
-  private announce(changes: Changes): void {
-    const tell = (call: (listener: EngineListener) => void) => {
-      for (const listener of this.listeners) {
-        try {
-          call(listener);
-        } catch (error) {
-          this.options.logger.error({ err: toError(error) }, 'an engine listener failed');
-        }
-      }
-    };
-    if (changes.events.length > 0) tell((listener) => listener.events?.(changes.events));
-    for (const jobId of changes.cancelledActive) tell((listener) => listener.cancelled?.(jobId));
-    for (const queue of changes.available) {
-      if (!this.paused.has(queue)) tell((listener) => listener.available?.(queue));
-    }
-    if (changes.scheduledAt.length > 0) this.armDueTimer(Math.min(...changes.scheduledAt));
+  /** Tells listeners what a committed transaction changed, and arms the due timer for jobs that became scheduled. */
+  private announce(after: AfterCommit): void {
+    this.listeners.announce(after);
+    const scheduled = after.runnable.filter((row) => row.state === 'scheduled').map((row) => row.run_at);
+    if (scheduled.length > 0) this.armDueTimer(Math.min(...scheduled));
   }
 
   private rowOrThrow(id: string): JobRow {
@@ -390,7 +279,7 @@ export class EmbeddedEngine implements Engine {
       this.transact((ctx) => {
         for (const row of this.st.dueScheduled.all(ctx.now, SWEEP_BATCH)) {
           this.st.promote.run(row.id);
-          ctx.changes.available.add(row.queue);
+          ctx.after.available.add(row.queue);
         }
       });
     } catch (error) {
@@ -403,8 +292,8 @@ export class EmbeddedEngine implements Engine {
   private sweep(): void {
     try {
       this.transact((ctx) => {
-        for (const row of this.st.expiredLeases.all(ctx.now, SWEEP_BATCH)) writes.recoverCrashed(ctx, row);
-        for (const row of this.st.expiredTtl.all(ctx.now, SWEEP_BATCH)) writes.finish(ctx, row, 'expire', { error: expiredError() });
+        for (const row of this.st.expiredLeases.all(ctx.now, SWEEP_BATCH)) applyPlan(ctx, planRecoverCrash(row, ctx.now, ctx.maxCrashes));
+        for (const row of this.st.expiredTtl.all(ctx.now, SWEEP_BATCH)) applyPlan(ctx, planExpire(row, ctx.now));
       });
       this.promoteDue();
       const now = this.options.clock.now();
@@ -418,19 +307,14 @@ export class EmbeddedEngine implements Engine {
     }
   }
 
-  /** Deletes finished jobs past retention in small chunks, yielding between them so the engine never stalls. */
-  private async purgeFinished(now: number): Promise<void> {
-    for (const [state, cutoff] of retentionCutoffs(now, this.options.retention)) {
-      for (;;) {
-        if (!this.running) return;
-        const deleted = this.transact(() => {
-          const ids = this.st.finishedBefore.all(state, cutoff, RETENTION_CHUNK);
-          for (const { id } of ids) writes.deleteJob(this.st, id);
-          return ids.length;
-        });
-        if (deleted < RETENTION_CHUNK) break;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
+  /** Deletes finished jobs past retention (see purgeFinished). */
+  private purgeFinished(now: number): Promise<void> {
+    return purgeFinished(now, this.options.retention, () => this.running, (state, finishedBefore, limit) =>
+      this.transact(() => {
+        const ids = this.st.finishedBefore.all(state, finishedBefore, limit);
+        for (const { id } of ids) deleteJob(this.st, id);
+        return ids.length;
+      }),
+    );
   }
 }

@@ -1,5 +1,6 @@
 import type SqliteDatabase from 'better-sqlite3';
-import type { JobRow } from '../records.js';
+import type { JobUpdate } from '../changes.js';
+import type { JobRow } from '../rows.js';
 
 /**
  * The embedded engine's SQL, prepared once. Each statement is named for what it does; all run
@@ -28,24 +29,6 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       order by priority desc, id
       limit ?`),
     queuesWithWaitingJobs: statement<{ queue: string }>(`select distinct queue from jobs where state = 'queued'`),
-    markActive: statement(`
-      update jobs set state = 'active', attempts_made = attempts_made + 1, started_at = @now, lease_token = @token,
-        lease_expires_at = @lease_expires_at, worker_id = @worker_id, last_seq = @seq
-      where id = @id`),
-    markFinished: statement(`
-      update jobs set state = @state, result = @result, error = @error, finished_at = @now, lease_token = null,
-        lease_expires_at = null, last_seq = @seq
-      where id = @id`),
-    markScheduled: statement(`
-      update jobs set state = @state, run_at = @run_at, error = @error, lease_token = null, lease_expires_at = null,
-        started_at = null, attempts_made = @attempts_made, crash_count = @crash_count, last_seq = @seq
-      where id = @id`),
-    markRetried: statement(`
-      update jobs set state = 'queued', run_at = @now, error = null, result = null, progress = null, attempts_made = 0,
-        crash_count = 0, started_at = null, finished_at = null, expires_at = null, last_seq = @seq
-      where id = @id`),
-    setProgress: statement(`update jobs set progress = ?, last_seq = ? where id = ?`),
-    setLastSeq: statement(`update jobs set last_seq = ? where id = ?`),
     renewLease: statement(`update jobs set lease_expires_at = ? where id = ? and lease_token = ? and state = 'active'`),
     dueScheduled: statement<JobRow>(`select * from jobs where state = 'scheduled' and run_at <= ? order by run_at limit ?`),
     promote: statement(`update jobs set state = 'queued' where id = ? and state = 'scheduled'`),
@@ -68,6 +51,25 @@ export function prepareStatements(db: SqliteDatabase.Database) {
       insert into queues (name, paused, updated_at) values (?, ?, ?)
       on conflict (name) do update set paused = excluded.paused, updated_at = excluded.updated_at`),
     pausedQueues: statement<{ name: string }>(`select name from queues where paused = 1`),
+    updateJob: updater(db),
+  };
+}
+
+/**
+ * Writes a plan's columns of one job row. A plan sets one of a handful of column sets (its
+ * shape), so one statement is prepared per shape, the first time it is used. The values are bound from the plan's
+ * row (which holds them, and the id): a fresh parameter object per write cost as much as the write.
+ */
+function updater(db: SqliteDatabase.Database): (row: JobRow, write: { set: JobUpdate; shape: string }) => void {
+  const prepared = new Map<string, SqliteDatabase.Statement>();
+  return (row, { set, shape }) => {
+    let statement = prepared.get(shape);
+    if (!statement) {
+      // Column names come from the plan's own keys (JobRow columns), never from a request.
+      statement = db.prepare(`update jobs set ${Object.keys(set).map((column) => `${column} = @${column}`).join(', ')} where id = @id`);
+      prepared.set(shape, statement);
+    }
+    statement.run(row);
   };
 }
 
