@@ -32,8 +32,8 @@ import { registerBuiltInHandlers } from './workers/builtins.js';
 import { Scheduler } from './scheduler/index.js';
 import { WorkerPool } from './workers/pool.js';
 import { HandlerRegistry, loadHandlersDir } from './workers/registry.js';
-import { startWebhookDelivery } from './workers/webhooks.js';
-import { WEBHOOK_TIMEOUT_MS } from './workers/webhookWorker.js';
+import { startWebhookDelivery } from './webhooks/delivery.js';
+import { WEBHOOK_TIMEOUT_MS } from './webhooks/webhookWorker.js';
 
 /**
  * Composes the server: config → database → engine → services → HTTP and workers. The one

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { principalOf, type AuthGuards } from '../middleware/auth.js';
 import type { Services } from '../services/index.js';
-import { WEBHOOK_EVENT_FILTERS } from '../services/webhookRecords.js';
+import { WEBHOOK_EVENT_FILTERS } from '../webhooks/webhookRecords.js';
 import { bearerSecurity, idParamsSchema, pageSchema, paginationQuerySchema } from './schemas.js';
 
 /** Queue names as jobs accept them. */

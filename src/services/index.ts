@@ -15,7 +15,7 @@ import { LoginThrottle } from './loginThrottle.js';
 import { QueueService } from './queueService.js';
 import { ScheduleService, ScheduleStore } from './scheduleService.js';
 import { UserService } from './userService.js';
-import { WebhookService } from './webhookService.js';
+import { WebhookService } from '../webhooks/webhookService.js';
 
 export interface Services {
   readonly users: UserService;

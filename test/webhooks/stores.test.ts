@@ -10,8 +10,8 @@ import { newId } from '../../src/utils/ids.js';
 import { createLogger } from '../../src/utils/logger.js';
 import { createOutboundPolicy } from '../../src/utils/ssrfGuard.js';
 import { newWebhookSecret } from '../../src/utils/webhookSignature.js';
-import { WebhookDispatcher } from '../../src/workers/webhookDispatcher.js';
-import { WebhookWorker } from '../../src/workers/webhookWorker.js';
+import { WebhookDispatcher } from '../../src/webhooks/webhookDispatcher.js';
+import { WebhookWorker } from '../../src/webhooks/webhookWorker.js';
 import { createTestDatabase, testDatabases } from '../helpers/postgres.js';
 import { startReceiver, until, type Receiver } from './helpers.js';
 

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NonRetriableError, RetryAfterError, isNonRetriable, retryAfterMsOf } from '../../src/engine/errors.js';
 import { createOutboundPolicy } from '../../src/utils/ssrfGuard.js';
-import { createHttpJobHandler, parseRetryAfter } from '../../src/workers/httpJob.js';
+import { createHttpJobHandler } from '../../src/workers/httpJob.js';
+import { parseRetryAfter } from '../../src/utils/retryAfter.js';
 import type { HandlerContext } from '../../src/workers/types.js';
 import { startLoopbackServer, type LoopbackServer } from '../helpers/loopbackServer.js';
 

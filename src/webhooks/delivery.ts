@@ -4,7 +4,7 @@ import type { Config } from '../config/env.js';
 import type { WebhookMetrics } from '../config/metrics.js';
 import type { Database } from '../db/schema.js';
 import type { EventBus } from '../events/index.js';
-import type { WebhookService } from '../services/webhookService.js';
+import type { WebhookService } from './webhookService.js';
 import type { Clock } from '../utils/clock.js';
 import type { OutboundPolicy } from '../utils/ssrfGuard.js';
 import { WebhookDispatcher } from './webhookDispatcher.js';

@@ -1,6 +1,6 @@
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { wantsEvent } from '../../src/services/webhookRecords.js';
+import { wantsEvent } from '../../src/webhooks/webhookRecords.js';
 import type { GuardedResponse } from '../../src/utils/ssrfGuard.js';
 import { newWebhookSecret, signatureHeader } from '../../src/utils/webhookSignature.js';
 import {
@@ -11,7 +11,7 @@ import {
   reportFromFailure,
   reportFromResponse,
   type AttemptReport,
-} from '../../src/workers/webhookOutcome.js';
+} from '../../src/webhooks/webhookOutcome.js';
 
 const NOW = Date.parse('2026-03-01T00:00:00Z');
 

@@ -4,7 +4,7 @@
  */
 import { errorCode } from '../utils/errors.js';
 import type { GuardedResponse } from '../utils/ssrfGuard.js';
-import { parseRetryAfter } from './httpJob.js';
+import { parseRetryAfter } from '../utils/retryAfter.js';
 
 export const RESPONSE_EXCERPT_BYTES = 1024;
 /** A `Retry-After` further away than this is cut to it: a receiver cannot park a delivery for weeks. */

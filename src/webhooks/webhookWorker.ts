@@ -4,7 +4,7 @@ import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { WebhookMetrics } from '../config/metrics.js';
 import type { Database } from '../db/schema.js';
-import type { DeliveryRow, EndpointRow } from '../services/webhookRecords.js';
+import type { DeliveryRow, EndpointRow } from './webhookRecords.js';
 import { toIso, type Clock } from '../utils/clock.js';
 import { toError } from '../utils/errors.js';
 import { newId } from '../utils/ids.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, migrateToLatest, type DatabaseHandle } from '../../src/config/database.js';
-import { createOutboxReader } from '../../src/workers/outboxReader.js';
+import { createOutboxReader } from '../../src/webhooks/outboxReader.js';
 import { createTestDatabase, postgresReachable } from '../helpers/postgres.js';
 
 const available = await postgresReachable();

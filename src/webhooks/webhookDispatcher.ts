@@ -4,7 +4,7 @@ import type { Database } from '../db/schema.js';
 import { rowToEvents, rowToJob, type JobEventRow } from '../engine/rows.js';
 import type { Job, JobEvent } from '../engine/types.js';
 import { toPublicEvent, toPublicJob, type PublicJob } from '../wire/jobs.js';
-import { deliveryBody, newDeliveryRow, wantsEvent, type DeliveryRow, type EndpointRow } from '../services/webhookRecords.js';
+import { deliveryBody, newDeliveryRow, wantsEvent, type DeliveryRow, type EndpointRow } from './webhookRecords.js';
 import type { Clock } from '../utils/clock.js';
 import { toError } from '../utils/errors.js';
 import { SerialTask } from '../utils/serialTask.js';
