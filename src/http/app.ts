@@ -73,7 +73,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   await app.register(helmet, { global: true });
   if (config.corsOrigins.length > 0) {
-    await app.register(cors, { origin: [...config.corsOrigins], credentials: false, exposedHeaders: ['x-request-id', 'retry-after'] });
+    await app.register(cors, { origin: [...config.corsOrigins], credentials: false, exposedHeaders: ['x-request-id', 'retry-after', 'jobline-deduplicated'] });
   }
   await registerRateLimit(app, config.rateLimitPerMinute, { store: deps.rateLimitStore ?? null });
   await app.register(healthRoutes, { metrics: deps.metrics, readiness: deps.readiness });
